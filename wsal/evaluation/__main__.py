@@ -1,0 +1,88 @@
+"""``python -m wsal.evaluation``: video-AP of a detections file against a GT file.
+
+GT: wsal annotation JSON, ACT ``*-GT.pkl`` or UCF101-24 pyannot pickle (default split: test).
+DETS: TubeDetections as JSON or columnar ``.npz`` (DESIGN §4).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from wsal.evaluation.protocol import PROTOCOLS, GroundTruth, video_ap
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m wsal.evaluation", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--gt", required=True, help="annotations: wsal JSON, ACT *-GT.pkl or pyannot pkl")
+    p.add_argument("--detections", required=True, help="TubeDetections .json or .npz")
+    p.add_argument("--split", default="test", help="split name (test, test2, ...) or index (1, 2, 3)")
+    p.add_argument("--protocol", default="act", choices=PROTOCOLS,
+                   help="act: ACT/MOC videoAP (+1 areas, trapezoid AP); voc: continuous, interpolated")
+    p.add_argument("--iou", nargs="+", default=["0.2", "0.5", "0.75"], metavar="T",
+                   help="st-IoU thresholds (mAP@0.5:0.95 is always reported too)")
+    p.add_argument("--nms", type=float, default=0.3, help="per video/class tube NMS st-IoU; 0 = off")
+    p.add_argument("--json", default=None, metavar="OUT", help="write the results as JSON here")
+    p.add_argument("--per-class", action="store_true", help="print AP of every class")
+    return p
+
+
+def print_table(res, iou_keys: list[str], gt_path: str, split: str, per_class: bool,
+                n_videos: int) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    title = (f"video-AP  protocol={res.protocol}  nms={res.nms:g}  split={split}  "
+             f"videos={n_videos}  gt_tubes={res.num_gt}  detections={res.num_detections}")
+    table = Table(title=title, caption=f"GT: {gt_path}  ({res.seconds:.2f} s)")
+    table.add_column("class")
+    for k in iou_keys:
+        table.add_column(f"AP@{k}", justify="right")
+    if per_class:
+        for c, name in enumerate(res.labels):
+            table.add_row(name, *[f"{res.ap[round(float(k), 6)][c]:.4f}" for k in iou_keys])
+        table.add_section()
+    table.add_row("mAP", *[f"{res.map(float(k)):.4f}" for k in iou_keys], style="bold")
+    Console().print(table)
+    Console().print(f"mAP@0.5:0.95 = {res.map_50_95:.4f}   (protocol={res.protocol})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from wsal.data.annotations import load_index
+    from wsal.structures import TubeDetections
+
+    t0 = time.perf_counter()
+    try:
+        taus = [float(t) for t in args.iou]
+    except ValueError:
+        print(f"error: --iou takes numbers, got {args.iou}", file=sys.stderr)
+        return 2
+    try:
+        index = load_index(args.gt)
+        gt = GroundTruth.from_index(index, args.split)
+        dets = TubeDetections.load(args.detections, label_names=index.labels)
+        res = video_ap(gt, dets, thresholds=taus, protocol=args.protocol, nms=args.nms)
+    except (FileNotFoundError, ValueError, KeyError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    res.seconds = time.perf_counter() - t0
+    print_table(res, args.iou, args.gt, args.split, args.per_class, len(gt.videos))
+    if args.json:
+        out = Path(args.json)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+        with os.fdopen(fd, "w") as fh:
+            json.dump(res.to_json(args.iou), fh, indent=1)
+        os.replace(tmp, out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
