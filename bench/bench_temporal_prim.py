@@ -36,7 +36,9 @@ def make_video(rng: np.random.Generator, frames: int, boxes: int, actors: int = 
             t0, t1 = 0, frames  # half the actors last the whole video
         size = rng.uniform(40, 120, 2)  # [2] w, h
         steps = rng.normal(0, 2.0, (frames, 2))  # [F, 2] random-walk velocity of the centre
-        centre = np.cumsum(steps, axis=0) + rng.uniform([size[0], size[1]], [W - size[0], H - size[1]])
+        centre = np.cumsum(steps, axis=0) + rng.uniform(
+            [size[0], size[1]], [W - size[0], H - size[1]]
+        )
         centre = np.clip(centre, size / 2, [W, H] - size / 2)  # [F, 2]
         f = np.repeat(t[(t >= t0) & (t < t1)], 3)  # [n] 3 detections per frame of presence
         f = f[rng.random(len(f)) > 0.1]  # each missed 10% of the time
@@ -53,8 +55,9 @@ def make_video(rng: np.random.Generator, frames: int, boxes: int, actors: int = 
     parts_f.append(f)
     parts_b.append(np.concatenate([xy, np.minimum(xy + wh, [W, H])], axis=1))
     parts_s.append(rng.uniform(0.0, 0.45, len(f)))
-    return Detections.from_unsorted(np.concatenate(parts_f), np.concatenate(parts_b),
-                                    np.concatenate(parts_s), frames)
+    return Detections.from_unsorted(
+        np.concatenate(parts_f), np.concatenate(parts_b), np.concatenate(parts_s), frames
+    )
 
 
 def _twin():
@@ -72,7 +75,10 @@ def main() -> None:
     p.add_argument("--frames", type=int, default=4000)
     p.add_argument("--boxes", type=int, default=50, help="about this many boxes per frame")
     p.add_argument("--tubes", type=int, default=10)
-    p.add_argument("--device", default=None, help="torch device for the batched call (default numpy/CPU)")
+    p.add_argument(
+        "--device", default=None, help="torch device for the batched call (default numpy/CPU)"
+    )
+    p.add_argument("--backend", default="auto", choices=["auto", "numpy", "torch"])
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
 
@@ -81,19 +87,27 @@ def main() -> None:
     videos = [make_video(rng, args.frames, args.boxes) for _ in range(args.videos)]
     n = sum(len(d) for d in videos)
     bmax = max(int(d.per_frame_counts().max()) for d in videos)
-    print(f"case: {args.videos} videos x {args.frames} frames, {n:,} boxes "
-          f"({n / (args.videos * args.frames):.1f}/frame, max {bmax}), K={args.tubes}, "
-          f"built in {time.perf_counter() - t0:.1f} s")
+    print(
+        f"case: {args.videos} videos x {args.frames} frames, {n:,} boxes "
+        f"({n / (args.videos * args.frames):.1f}/frame, max {bmax}), K={args.tubes}, "
+        f"built in {time.perf_counter() - t0:.1f} s"
+    )
 
-    temporal_prim_batch([d.select(d.frame < 200) for d in videos[:2]], args.tubes,
-                        device=args.device)  # warm-up
+    temporal_prim_batch(
+        [d.select(d.frame < 200) for d in videos[:2]],
+        args.tubes,
+        device=args.device,
+        backend=args.backend,
+    )  # warm-up
     t0 = time.perf_counter()
-    tubes = temporal_prim_batch(videos, args.tubes, device=args.device)
+    tubes = temporal_prim_batch(videos, args.tubes, device=args.device, backend=args.backend)
     sec = time.perf_counter() - t0
     lengths = np.concatenate([t.lengths() for t in tubes])
-    print(f"batched ({args.device or 'numpy, cpu'}): {sec:.2f} s, {n / sec:,.0f} boxes/s, "
-          f"{args.videos / sec:.2f} videos/s; {len(lengths)} tubes, mean length "
-          f"{lengths.mean():.0f} frames, {int(lengths.sum()):,} boxes linked")
+    print(
+        f"batched ({args.backend}, {args.device or 'cpu'}): {sec:.2f} s, {n / sec:,.0f} boxes/s, "
+        f"{args.videos / sec:.2f} videos/s; {len(lengths)} tubes, mean length "
+        f"{lengths.mean():.0f} frames, {int(lengths.sum()):,} boxes linked"
+    )
 
     twin = _twin()
     small = make_video(np.random.default_rng(args.seed + 1), 100, args.boxes)
@@ -104,9 +118,11 @@ def main() -> None:
     fast = temporal_prim(small, 3)
     sec_fast = time.perf_counter() - t0
     same = np.array_equal(ref, fast.box_index)
-    print(f"single video 100 frames x {len(small) / 100:.0f} boxes, K=3: loop twin {sec_twin:.2f} s "
-          f"({len(small) / sec_twin:,.0f} boxes/s), fast {sec_fast * 1e3:.1f} ms "
-          f"({len(small) / sec_fast:,.0f} boxes/s), identical tubes: {same}")
+    print(
+        f"single video 100 frames x {len(small) / 100:.0f} boxes, K=3: loop twin {sec_twin:.2f} s "
+        f"({len(small) / sec_twin:,.0f} boxes/s), fast {sec_fast * 1e3:.1f} ms "
+        f"({len(small) / sec_fast:,.0f} boxes/s), identical tubes: {same}"
+    )
 
 
 if __name__ == "__main__":

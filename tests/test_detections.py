@@ -24,8 +24,12 @@ def _dets(seed: int = 0, features: bool = True) -> dict[str, Detections]:
         xy = rng.uniform(0, 50, (n, 2))
         boxes = np.concatenate([xy, xy + rng.uniform(1, 20, (n, 2))], axis=1)
         out[vid] = Detections.from_unsorted(
-            rng.integers(0, nf, n), boxes, rng.uniform(0, 1, n), nf,
-            labels=rng.integers(-1, 3, n), features=rng.normal(size=(n, 3)) if features else None,
+            rng.integers(0, nf, n),
+            boxes,
+            rng.uniform(0, 1, n),
+            nf,
+            labels=rng.integers(-1, 3, n),
+            features=rng.normal(size=(n, 3)) if features else None,
         )
     return out
 
@@ -51,7 +55,7 @@ def test_round_trip(tmp_path, form: str) -> None:
     back = load_detections(path, num_frames=nf)
     _assert_same(dict(sorted(dets.items())), back)
     # Without an index the frame count is max frame + 1.
-    for v, d in load_detections(path).items():
+    for d in load_detections(path).values():
         assert d.num_frames == int(d.frame.max()) + 1
 
 
@@ -59,9 +63,12 @@ def test_folder_without_video_column_and_sorting(tmp_path) -> None:
     # Rows out of frame order; the stable sort keeps the file order within a frame.
     folder = tmp_path / "dets"
     folder.mkdir()
-    np.savez(folder / video_file_name("cls/v1"), frame=np.array([2, 0, 2, 1]),
-             boxes=np.tile(np.arange(4, dtype=np.float32), (4, 1)) + np.arange(4)[:, None],
-             scores=np.array([0.1, 0.2, 0.3, 0.4], np.float32))
+    np.savez(
+        folder / video_file_name("cls/v1"),
+        frame=np.array([2, 0, 2, 1]),
+        boxes=np.tile(np.arange(4, dtype=np.float32), (4, 1)) + np.arange(4)[:, None],
+        scores=np.array([0.1, 0.2, 0.3, 0.4], np.float32),
+    )
     d = load_detections(folder)["cls/v1"]
     np.testing.assert_array_equal(d.frame, [0, 1, 2, 2])
     np.testing.assert_array_equal(d.scores, np.float32([0.2, 0.4, 0.1, 0.3]))
@@ -84,23 +91,47 @@ def _write(path, **cols) -> None:
     [
         ({"scores": np.array([0.5, 0.6], np.float32)}, None, r"'scores'.*row 2 \(video 'b'\)"),
         ({"boxes": np.zeros((3, 3), np.float32)}, None, r"'boxes'.*shape"),
-        ({"boxes": np.array([[0, 0, 5, 5], [1, 1, np.nan, 6], [2, 2, 4, 4]], np.float32)}, None,
-         r"row 1 \(video 'a'\).*not finite"),
-        ({"scores": np.array([0.5, 0.6, np.inf], np.float32)}, None,
-         r"row 2 \(video 'b'\).*score inf is not finite"),
+        (
+            {"boxes": np.array([[0, 0, 5, 5], [1, 1, np.nan, 6], [2, 2, 4, 4]], np.float32)},
+            None,
+            r"row 1 \(video 'a'\).*not finite",
+        ),
+        (
+            {"scores": np.array([0.5, 0.6, np.inf], np.float32)},
+            None,
+            r"row 2 \(video 'b'\).*score inf is not finite",
+        ),
         ({"frame": np.array([0, -1, 0])}, None, r"row 1 \(video 'a'\).*negative frame -1"),
         ({"frame": np.array([0, 1, 4])}, {"a": 2, "b": 4}, r"row 2 \(video 'b'\).*frame 4 >= .* 4"),
-        ({"boxes": np.array([[0, 0, 5, 5], [1, 1, 6, 6], [4, 2, 2, 4]], np.float32)}, None,
-         r"row 2 \(video 'b'\).*x2 < x1"),
-        ({"boxes": np.array([[0, 5, 5, 4], [1, 1, 6, 6], [2, 2, 4, 4]], np.float32)}, None,
-         r"row 0 \(video 'a'\).*y2 < y1"),
+        (
+            {"boxes": np.array([[0, 0, 5, 5], [1, 1, 6, 6], [4, 2, 2, 4]], np.float32)},
+            None,
+            r"row 2 \(video 'b'\).*x2 < x1",
+        ),
+        (
+            {"boxes": np.array([[0, 5, 5, 4], [1, 1, 6, 6], [2, 2, 4, 4]], np.float32)},
+            None,
+            r"row 0 \(video 'a'\).*y2 < y1",
+        ),
         ({}, {"a": 2}, r"row 2 \(video 'b'\): unknown video id"),
         ({"frame": np.array([0.0, 1.5, 0.0])}, None, r"row 1 \(video 'a'\).*not an integer"),
         ({"video": np.array(["a", "a", "b"], dtype=object)}, None, r"cannot read.*[Oo]bject"),
         ({"scores": None}, None, r"missing arrays \['scores'\]"),
     ],
-    ids=["length", "box-shape", "nan-box", "inf-score", "neg-frame", "frame-count", "x2<x1",
-         "y2<y1", "unknown-video", "float-frame", "object", "missing"],
+    ids=[
+        "length",
+        "box-shape",
+        "nan-box",
+        "inf-score",
+        "neg-frame",
+        "frame-count",
+        "x2<x1",
+        "y2<y1",
+        "unknown-video",
+        "float-frame",
+        "object",
+        "missing",
+    ],
 )
 def test_malformed_refused(tmp_path, cols, index, pattern) -> None:
     path = tmp_path / "bad.npz"
@@ -135,8 +166,13 @@ def test_duplicate_video_across_files(tmp_path) -> None:
 def test_clipping_warns_once_per_file(tmp_path) -> None:
     path = tmp_path / "dets.npz"
     boxes = np.array([[-3, 0, 5, 5], [1, 1, 6, 6], [2, 2, 14, 4], [0, 0, 3, 12]], np.float32)
-    _write(path, video=np.array(["a", "a", "b", "b"]), frame=np.array([0, 1, 0, 1]),
-           boxes=boxes, scores=np.ones(4, np.float32))
+    _write(
+        path,
+        video=np.array(["a", "a", "b", "b"]),
+        frame=np.array([0, 1, 0, 1]),
+        boxes=boxes,
+        scores=np.ones(4, np.float32),
+    )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         dets = load_detections(path, frame_size={"a": (10, 10), "b": (10, 10)})

@@ -21,8 +21,13 @@ def _iou(a: list[float], b: list[float]) -> float:
     return inter / union if union > 0 else 0.0
 
 
-def twin(dets: Detections, num_tubes: int, min_iou: float = 0.1, min_score: float = 0.0,
-         scores: np.ndarray | None = None) -> tuple[np.ndarray, list[float], list[list[int]]]:
+def twin(
+    dets: Detections,
+    num_tubes: int,
+    min_iou: float = 0.1,
+    min_score: float = 0.0,
+    scores: np.ndarray | None = None,
+) -> tuple[np.ndarray, list[float], list[list[int]]]:
     """Literal transcription of STIL §3.2. Returns (box_index [k, F], tube scores, the order in
     which each tube's boxes were added)."""
     n, nf = len(dets), dets.num_frames
@@ -227,8 +232,19 @@ def test_cli_links_a_detections_file(tmp_path, capsys) -> None:
     dets = {v: d for v, d in dets.items() if len(d)}
     save_detections(tmp_path / "dets.npz", dets)
     out = tmp_path / "tubes.npz"
-    rc = main(["temporal_prim", "--detections", str(tmp_path / "dets.npz"), "--out", str(out),
-               "--num-tubes", "2", "--batch-size", "2"])
+    rc = main(
+        [
+            "temporal_prim",
+            "--detections",
+            str(tmp_path / "dets.npz"),
+            "--out",
+            str(out),
+            "--num-tubes",
+            "2",
+            "--batch-size",
+            "2",
+        ]
+    )
     assert rc == 0
     printed = capsys.readouterr().out
     assert "videos" in printed and "tubes" in printed

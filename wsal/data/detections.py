@@ -137,7 +137,9 @@ def _load_file(
             want = expect.get(key, (n, "D"))
             rows = arr.shape[0] if arr.ndim else 0
             first = min(rows, n)
-            detail = f"; {where(first)} is the first row without a complete {key!r}" if first < n else ""
+            detail = (
+                f"; {where(first)} is the first row without a complete {key!r}" if first < n else ""
+            )
             raise DetectionsFormatError(
                 f"{file}: column {key!r} has shape {list(arr.shape)}, expected {list(want)} "
                 f"(N = {n} rows in 'video'){detail}"

@@ -15,10 +15,11 @@ real dataset**, so the real-data code path is the one exercised::
 Conventions: frames are 0-based; boxes are ``xyxy`` float pixels (``x2``/``y2`` are the right and
 bottom edges, continuous coordinates, clipped to ``[0, W] x [0, H]``); points are ``(x, y)`` pixels.
 
-Ground truth. A GT tube is the performer's tight box (every limb, the head and half the line
-thickness, plus half a pixel of antialiasing fringe) on exactly the frames of its action, one
-contiguous stretch covering 40-100 % of the video; the tube's point on each frame is the torso
-centre jittered by 3 % of the actor's height. Distractors idle or walk; in ``hard`` mode a
+Ground truth. A GT tube is the performer's tight box on exactly the frames of its action, one
+contiguous stretch covering 40-100 % of the video. The box encloses the visible ink of every limb
+and the head (pixels of at least 25 % coverage: antialiased strokes are measured once on the
+installed OpenCV), limited to the part inside the frame. The tube's point on each frame is the
+torso centre jittered by 3 % of the actor's height (kept inside the box). Distractors idle or walk; in ``hard`` mode a
 distractor may perform another class, and the video then has two labels and two tubes.
 
 Detections. ``detections.npz`` is **not** the output of a learned detector: it is a *simulated,
@@ -46,6 +47,7 @@ from __future__ import annotations
 
 import argparse
 import colorsys
+import functools
 import hashlib
 import json
 import math
@@ -161,7 +163,9 @@ class DetectorNoise:
             setattr(self, f.name, v)
         for name in ("miss_base", "dup_prob", "fp_texture_frac", "fp_static_rate"):
             if getattr(self, name) > 1:
-                raise ValueError(f"DetectorNoise.{name} is a probability, got {getattr(self, name)}")
+                raise ValueError(
+                    f"DetectorNoise.{name} is a probability, got {getattr(self, name)}"
+                )
         if not 0 < self.min_score <= 1:
             raise ValueError(f"DetectorNoise.min_score must be in (0, 1], got {self.min_score}")
 
@@ -217,13 +221,31 @@ class SynthConfig:
             self.detector = DetectorNoise(**self.detector)
         unknown = [c for c in self.classes if c not in CLASSES]
         if unknown or not self.classes or len(set(self.classes)) != len(self.classes):
-            raise ValueError(f"classes must be a non-empty subset of {CLASSES} without repeats, "
-                             f"got {self.classes}")
-        for name in ("videos_per_class_train", "videos_per_class_test", "width", "height",
-                     "min_frames", "max_frames", "min_actors", "max_actors", "crf", "seed"):
+            raise ValueError(
+                f"classes must be a non-empty subset of {CLASSES} without repeats, "
+                f"got {self.classes}"
+            )
+        for name in (
+            "videos_per_class_train",
+            "videos_per_class_test",
+            "width",
+            "height",
+            "min_frames",
+            "max_frames",
+            "min_actors",
+            "max_actors",
+            "crf",
+            "seed",
+        ):
             setattr(self, name, int(getattr(self, name)))
-        for name in ("fps", "min_action_frac", "max_action_frac", "hard_prob", "context_prob",
-                     "frame_noise"):
+        for name in (
+            "fps",
+            "min_action_frac",
+            "max_action_frac",
+            "hard_prob",
+            "context_prob",
+            "frame_noise",
+        ):
             setattr(self, name, float(getattr(self, name)))
         self.hard = bool(self.hard)
         if self.videos_per_class_train < 0 or self.videos_per_class_test < 0:
@@ -233,11 +255,13 @@ class SynthConfig:
         if self.width < 32 or self.height < 32 or self.width % 2 or self.height % 2:
             raise ValueError(f"frame size must be even and >= 32, got {self.width}x{self.height}")
         if not 4 <= self.min_frames <= self.max_frames:
-            raise ValueError(f"need 4 <= min_frames <= max_frames, got {self.min_frames}, "
-                             f"{self.max_frames}")
+            raise ValueError(
+                f"need 4 <= min_frames <= max_frames, got {self.min_frames}, {self.max_frames}"
+            )
         if not 1 <= self.min_actors <= self.max_actors:
-            raise ValueError(f"need 1 <= min_actors <= max_actors, got {self.min_actors}, "
-                             f"{self.max_actors}")
+            raise ValueError(
+                f"need 1 <= min_actors <= max_actors, got {self.min_actors}, {self.max_actors}"
+            )
         if not 0 < self.min_action_frac <= self.max_action_frac <= 1:
             raise ValueError("need 0 < min_action_frac <= max_action_frac <= 1")
         if self.fps <= 0:
@@ -316,17 +340,35 @@ def _walk(t: float, s: float, side: int) -> tuple[np.ndarray, float]:
     sw, c = math.sin(ph), math.cos(ph)
     # hips swing in antiphase; a knee bends while its leg swings forward (d(hip)/dt > 0, c > 0);
     # arms swing against the legs.
-    p = _pose(lean=4, hpn=22 * sw, knn=-(4 + 45 * max(0.0, c)), hpf=-22 * sw,
-              knf=-(4 + 45 * max(0.0, -c)), shn=-18 * sw, eln=15, shf=18 * sw, elf=15)
+    p = _pose(
+        lean=4,
+        hpn=22 * sw,
+        knn=-(4 + 45 * max(0.0, c)),
+        hpf=-22 * sw,
+        knf=-(4 + 45 * max(0.0, -c)),
+        shn=-18 * sw,
+        eln=15,
+        shf=18 * sw,
+        elf=15,
+    )
     return p, 0.5 * s
 
 
 def _run(t: float, s: float, side: int) -> tuple[np.ndarray, float]:
     ph = 2 * math.pi * 2.6 * s * t
     sw, c = math.sin(ph), math.cos(ph)
-    p = _pose(lean=16, hpn=12 + 42 * sw, knn=-(25 + 75 * max(0.0, c)), hpf=12 - 42 * sw,
-              knf=-(25 + 75 * max(0.0, -c)), shn=10 - 50 * sw, eln=95, shf=10 + 50 * sw, elf=95,
-              lift=0.04 * abs(sw))  # short flight phase twice per stride
+    p = _pose(
+        lean=16,
+        hpn=12 + 42 * sw,
+        knn=-(25 + 75 * max(0.0, c)),
+        hpf=12 - 42 * sw,
+        knf=-(25 + 75 * max(0.0, -c)),
+        shn=10 - 50 * sw,
+        eln=95,
+        shf=10 + 50 * sw,
+        elf=95,
+        lift=0.04 * abs(sw),  # short flight phase twice per stride
+    )
     return p, 1.6 * s
 
 
@@ -339,6 +381,7 @@ def _wave(t: float, s: float, side: int) -> tuple[np.ndarray, float]:
     return p, 0.0
 
 
+# fmt: off
 _JUMP_KEYS = [
     (0.00, _pose(lean=3, shn=-10, eln=15, shf=-14, elf=15)),
     (0.25, _pose(lean=30, shn=-50, eln=20, shf=-55, elf=20, hpn=65, knn=-100, hpf=60, knf=-95)),
@@ -348,6 +391,7 @@ _JUMP_KEYS = [
     (0.78, _pose(lean=25, shn=70, eln=20, shf=60, elf=20, hpn=50, knn=-80, hpf=45, knf=-75)),
     (1.00, _pose(lean=3, shn=-10, eln=15, shf=-14, elf=15)),
 ]
+# fmt: on
 
 
 def _jump(t: float, s: float, side: int) -> tuple[np.ndarray, float]:
@@ -357,18 +401,38 @@ def _jump(t: float, s: float, side: int) -> tuple[np.ndarray, float]:
 
 def _cartwheel(t: float, s: float, side: int) -> tuple[np.ndarray, float]:
     # arms straight up and spread, legs spread, the whole body rotating forwards at 0.75 rev/s
-    p = _pose(lean=0, shn=160, eln=0, shf=200, elf=0, hpn=35, knn=-5, hpf=-35, knf=-5,
-              rot=360 * 0.75 * s * t)
+    p = _pose(
+        lean=0,
+        shn=160,
+        eln=0,
+        shf=200,
+        elf=0,
+        hpn=35,
+        knn=-5,
+        hpf=-35,
+        knf=-5,
+        rot=360 * 0.75 * s * t,
+    )
     return p, 0.9 * s
 
 
 def _crouch(t: float, s: float, side: int) -> tuple[np.ndarray, float]:
     c = (1 - math.cos(2 * math.pi * t * s / 1.7)) / 2  # squat depth 0..1, one squat per 1.7 s
-    p = _pose(lean=3 + 35 * c, shn=6 + 80 * c, eln=10, shf=-6 + 85 * c, elf=10, hpn=3 + 85 * c,
-              knn=-3 - 120 * c, hpf=-3 + 88 * c, knf=-2 - 118 * c)
+    p = _pose(
+        lean=2 + 35 * c,  # torso forward, arms forward for balance, thighs to horizontal
+        shn=12 + 75 * c,
+        eln=10,
+        shf=-10 + 90 * c,
+        elf=10,
+        hpn=6 + 82 * c,
+        knn=-3 - 120 * c,
+        hpf=-5 + 91 * c,
+        knf=-2 - 118 * c,
+    )
     return p, 0.0
 
 
+# fmt: off
 _KICK_KEYS = [
     (0.00, _NEUTRAL.copy()),
     (0.25, _pose(lean=8, shn=-25, eln=15, shf=35, elf=15, hpn=-30, knn=-75, hpf=0, knf=-8)),
@@ -376,6 +440,7 @@ _KICK_KEYS = [
     (0.65, _pose(lean=-5, shn=-20, eln=15, shf=40, elf=15, hpn=45, knn=-90, hpf=-3, knf=-5)),
     (1.00, _NEUTRAL.copy()),
 ]
+# fmt: on
 
 
 def _kick(t: float, s: float, side: int) -> tuple[np.ndarray, float]:
@@ -384,6 +449,7 @@ def _kick(t: float, s: float, side: int) -> tuple[np.ndarray, float]:
     return _cyclic(t * s / 1.2, _KICK_KEYS), 0.0
 
 
+# fmt: off
 _THROW_KEYS = [
     (0.00, _NEUTRAL.copy()),
     # wind-up: throwing arm back and up, forearm vertical behind the head, other arm aims forward,
@@ -394,6 +460,7 @@ _THROW_KEYS = [
     (0.62, _pose(lean=25, shn=-320, eln=15, shf=-30, elf=15, hpn=-20, knn=-20, hpf=25, knf=-8)),
     (1.00, _pose(shn=_NEUTRAL[_SHN] - 360)),  # back to hanging, the long way round (overhand)
 ]
+# fmt: on
 
 
 def _throw(t: float, s: float, side: int) -> tuple[np.ndarray, float]:
@@ -431,7 +498,8 @@ class _Body:
 
 
 # joint rows of a skeleton
-_HIP, _NECK, _HEAD, _SHOULDER, _ELBN, _HANDN, _ELBF, _HANDF, _KNEEN, _FOOTN, _KNEEF, _FOOTF = range(12)
+_HIP, _NECK, _HEAD, _SHOULDER = range(4)
+_ELBN, _HANDN, _ELBF, _HANDF, _KNEEN, _FOOTN, _KNEEF, _FOOTF = range(4, 12)
 # segments, in drawing order: far leg and arm, torso, near leg and arm (head drawn after torso)
 _FAR_SEGS = ((_HIP, _KNEEF), (_KNEEF, _FOOTF), (_SHOULDER, _ELBF), (_ELBF, _HANDF))
 _NEAR_SEGS = ((_HIP, _KNEEN), (_KNEEN, _FOOTN), (_SHOULDER, _ELBN), (_ELBN, _HANDN))
@@ -485,6 +553,70 @@ def _deformation(p: np.ndarray, ext: np.ndarray, stand_h: float) -> float:
     return max(d_rot, d_comp)
 
 
+_SEGS = (*_FAR_SEGS, (_HIP, _NECK), *_NEAR_SEGS)
+
+
+def _clip_segment(
+    p: np.ndarray, q: np.ndarray, lo: np.ndarray, hi: np.ndarray
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Part of segment p-q inside the box [lo, hi] (Liang-Barsky), or None."""
+    t0, t1 = 0.0, 1.0
+    d = q - p
+    for k in range(2):
+        for num, den in ((p[k] - lo[k], -d[k]), (hi[k] - p[k], d[k])):
+            if den == 0:
+                if num < 0:
+                    return None
+                continue
+            t = num / den
+            if den < 0:
+                t0 = max(t0, t)
+            else:
+                t1 = min(t1, t)
+    if t0 > t1:
+        return None
+    return p + t0 * d, p + t1 * d
+
+
+def _visible_box(
+    j: np.ndarray, head_r: float, line_r: float, W: int, H: int
+) -> tuple[np.ndarray, float]:
+    """Tight xyxy box of the ink of a figure inside the frame, and the area of its unclipped box.
+
+    ``j [12, 2]`` joints in pixels; every segment is a capsule of radius ``line_r`` (visible ink
+    of the stroke), the head a disc of radius ``head_r``. Segments are clipped to the frame grown
+    by ``line_r`` first, so limbs outside the frame do not stretch the box along the border.
+    """
+    full = np.array(
+        [
+            min(j[:, 0].min() - line_r, j[_HEAD, 0] - head_r),
+            min(j[:, 1].min() - line_r, j[_HEAD, 1] - head_r),
+            max(j[:, 0].max() + line_r, j[_HEAD, 0] + head_r),
+            max(j[:, 1].max() + line_r, j[_HEAD, 1] + head_r),
+        ]
+    )
+    raw_area = float((full[2] - full[0]) * (full[3] - full[1]))
+    lo, hi = np.array([-line_r, -line_r]), np.array([W + line_r, H + line_r])
+    ext: list[np.ndarray] = []
+    for a, b in _SEGS:
+        seg = _clip_segment(j[a], j[b], lo, hi)
+        if seg is not None:
+            ext += [seg[0] - line_r, seg[0] + line_r, seg[1] - line_r, seg[1] + line_r]
+    # head disc inside the frame: its widest chords are those nearest its centre
+    hx, hy = j[_HEAD]
+    xc, yc = min(max(hx, 0), W), min(max(hy, 0), H)
+    dx2, dy2 = head_r**2 - (yc - hy) ** 2, head_r**2 - (xc - hx) ** 2
+    if dx2 > 0 and dy2 > 0:
+        dx, dy = math.sqrt(dx2), math.sqrt(dy2)
+        ext += [np.array([hx - dx, hy - dy]), np.array([hx + dx, hy + dy])]
+    if not ext:  # entirely outside (cannot happen for an actor whose hip is kept inside)
+        c = np.clip(j[_HIP], 0, [W, H])
+        return np.array([c[0], c[1], c[0], c[1]]), raw_area
+    e = np.array(ext)  # [n,2]
+    box = np.concatenate([e.min(0), e.max(0)])
+    return np.clip(box, 0, [W, H, W, H]), raw_area
+
+
 @dataclass
 class _Track:
     """One actor's rendered trajectory: joints in pixels per frame and what is derived from it."""
@@ -514,8 +646,15 @@ def _activity_weights(rng: np.random.Generator, T: int) -> np.ndarray:
     return np.convolve(pad, np.ones(7) / 7, mode="valid")  # [T]
 
 
-def _simulate_actor(rng: np.random.Generator, cfg: SynthConfig, T: int, body: _Body,
-                    ground: float, x0: float, action: tuple[int, int, int] | None) -> _Track:
+def _simulate_actor(
+    rng: np.random.Generator,
+    cfg: SynthConfig,
+    T: int,
+    body: _Body,
+    ground: float,
+    x0: float,
+    action: tuple[int, int, int] | None,
+) -> _Track:
     """Pose, position and tight box of one actor on every frame.
 
     ``action = (class, s, e)`` makes the actor perform ``CLASSES[class]`` on frames ``s..e``
@@ -533,7 +672,7 @@ def _simulate_actor(rng: np.random.Generator, cfg: SynthConfig, T: int, body: _B
     if action is not None:
         _, s, e = action
         f = np.arange(s, e + 1)
-        act_w[s:e + 1] = np.minimum(1.0, np.minimum(f - s + 1, e - f + 1) / 4.0)
+        act_w[s : e + 1] = np.minimum(1.0, np.minimum(f - s + 1, e - f + 1) / 4.0)
     stand_h = _extent(_skeleton(_NEUTRAL, body), body)
     stand_h = stand_h[3] - stand_h[1]
     lo, hi = 0.3 * H, W - 0.3 * H  # keep the hip inside; limbs may leave the frame
@@ -542,7 +681,8 @@ def _simulate_actor(rng: np.random.Generator, cfg: SynthConfig, T: int, body: _B
     boxes = np.empty((T, 4))
     raw_area = np.empty(T)
     deform = np.empty(T)
-    pad = body.thickness / 2 + 0.5  # half the line width plus the antialiasing fringe, pixels
+    line_r, ring_r, disc_r = _ink_reach(body.thickness)  # visible ink beyond the geometry
+    head_r = body.head_r * H + (disc_r if body.head_filled else ring_r)
     for fi in range(T):
         t = fi / fps
         pi, _ = _idle(t + t0, speed, side)
@@ -564,11 +704,7 @@ def _simulate_actor(rng: np.random.Generator, cfg: SynthConfig, T: int, body: _B
         deform[fi] = _deformation(p, ext, stand_h)
         joints[fi, :, 0] = x + facing * j[:, 0] * H
         joints[fi, :, 1] = ground - j[:, 1] * H
-        ex = (x + facing * ext[0] * H, x + facing * ext[2] * H)
-        box = np.array([min(ex) - pad, ground - ext[3] * H - pad, max(ex) + pad,
-                        ground - ext[1] * H + pad])
-        raw_area[fi] = (box[2] - box[0]) * (box[3] - box[1])
-        boxes[fi] = np.clip(box, 0, [W, Hf, W, Hf])
+        boxes[fi], raw_area[fi] = _visible_box(joints[fi], head_r, line_r, W, Hf)
         x += facing * v * H / fps
         if not lo <= x <= hi:  # turn around at the border
             x = float(np.clip(x, lo, hi))
@@ -605,8 +741,11 @@ def _scene(kind: str, rng: np.random.Generator, H: int, W: int) -> np.ndarray:
     if kind == "meadow":  # sky over grass, grass in blotchy greens
         horizon = rng.uniform(0.3, 0.5) * H
         sky = _mix(_jit(rng, (150, 190, 235)), _jit(rng, (205, 225, 245)), yy / H)
-        grass = _mix(_jit(rng, (60, 120, 40)), _jit(rng, (110, 160, 60)),
-                     0.6 * _lowfreq(rng, H, W, 6) + 0.4 * _lowfreq(rng, H, W, 40))
+        grass = _mix(
+            _jit(rng, (60, 120, 40)),
+            _jit(rng, (110, 160, 60)),
+            0.6 * _lowfreq(rng, H, W, 6) + 0.4 * _lowfreq(rng, H, W, 40),
+        )
         img = np.where((yy < horizon)[..., None], sky, grass)
     elif kind == "stripes":  # horizontal bands
         period = rng.uniform(6, 14)
@@ -622,14 +761,18 @@ def _scene(kind: str, rng: np.random.Generator, H: int, W: int) -> np.ndarray:
     elif kind == "sand":  # pale sky over speckled dunes
         horizon = rng.uniform(0.2, 0.35) * H
         sky = np.broadcast_to(_jit(rng, (235, 225, 200)), (H, W, 3)).astype(np.float32)
-        dunes = _mix(_jit(rng, (200, 160, 100)), _jit(rng, (240, 210, 150)),
-                     0.5 * _lowfreq(rng, H, W, 3) + 0.5 * _lowfreq(rng, H, W, 24))
+        dunes = _mix(
+            _jit(rng, (200, 160, 100)),
+            _jit(rng, (240, 210, 150)),
+            0.5 * _lowfreq(rng, H, W, 3) + 0.5 * _lowfreq(rng, H, W, 24),
+        )
         img = np.where((yy < horizon)[..., None], sky, dunes)
     elif kind == "diagonal":
         period = rng.uniform(8, 16)
         ang = math.radians(rng.uniform(30, 60)) * (1 if rng.random() < 0.5 else -1)
-        w = 0.5 + 0.5 * np.sign(np.sin(2 * np.pi * (xx * math.cos(ang) + yy * math.sin(ang))
-                                        / period))
+        w = 0.5 + 0.5 * np.sign(
+            np.sin(2 * np.pi * (xx * math.cos(ang) + yy * math.sin(ang)) / period)
+        )
         w = cv2.GaussianBlur(w.astype(np.float32), (3, 3), 0.8)
         img = _mix(_jit(rng, (90, 150, 90)), _jit(rng, (230, 230, 120)), w)
     elif kind == "blobs":  # soft coloured circles on a dark-ish ground
@@ -638,16 +781,22 @@ def _scene(kind: str, rng: np.random.Generator, H: int, W: int) -> np.ndarray:
             c = (rng.uniform(0, W), rng.uniform(0, H))
             r = rng.uniform(0.05, 0.18) * max(H, W)
             w = np.exp(-((xx - c[0]) ** 2 + (yy - c[1]) ** 2) / (2 * (r / 2) ** 2))
-            img = img * (1 - w[..., None]) + _jit(rng, (200, 150, 200), 60)[None, None] * w[..., None]
+            img = (
+                img * (1 - w[..., None]) + _jit(rng, (200, 150, 200), 60)[None, None] * w[..., None]
+            )
     elif kind == "indoor":  # panelled wall over a plank floor
         horizon = rng.uniform(0.45, 0.65) * H
         period = rng.uniform(16, 30)
-        panel = (np.abs(((xx + rng.uniform(0, 30)) % period) - period / 2) > period / 2 - 1.5)
-        wall = _mix(_jit(rng, (225, 215, 195)), _jit(rng, (150, 135, 115)),
-                    panel.astype(np.float32) * 0.8)
+        panel = np.abs(((xx + rng.uniform(0, 30)) % period) - period / 2) > period / 2 - 1.5
+        wall = _mix(
+            _jit(rng, (225, 215, 195)), _jit(rng, (150, 135, 115)), panel.astype(np.float32) * 0.8
+        )
         plank = ((yy - horizon) % rng.uniform(5, 9) < 1).astype(np.float32)
-        floor = _mix(_jit(rng, (150, 100, 60)), _jit(rng, (90, 60, 35)),
-                     0.7 * plank + 0.3 * _lowfreq(rng, H, W, 8))
+        floor = _mix(
+            _jit(rng, (150, 100, 60)),
+            _jit(rng, (90, 60, 35)),
+            0.7 * plank + 0.3 * _lowfreq(rng, H, W, 8),
+        )
         img = np.where((yy < horizon)[..., None], wall, floor)
     else:  # pragma: no cover - SCENES is closed
         raise ValueError(kind)
@@ -664,22 +813,28 @@ def _texture_cdf(bg: np.ndarray) -> np.ndarray:
     return cdf / cdf[-1]
 
 
-def _actor_look(rng: np.random.Generator, height_px: float, bg_mean: np.ndarray) -> _Body:
-    """Random proportions, line thickness and a colour that stands out from the scene."""
+def _actor_look(rng: np.random.Generator, height_px: float, scene_px: np.ndarray) -> _Body:
+    """Random proportions, line thickness and a colour that stands out from the scene.
+
+    ``scene_px [n, 3]``: a sample of the scene's pixels. Of 8 random colours the one whose 10th
+    percentile distance to those pixels is largest wins, so that a figure does not vanish into
+    either tone of a two-tone texture (the mean colour of a checkerboard is neither tone).
+    """
+    scene_px = np.asarray(scene_px, np.float64).reshape(-1, 3)
     cands = []
     for _ in range(8):
         h = rng.random()
         rgb = np.array(colorsys.hsv_to_rgb(h, rng.uniform(0.55, 1.0), rng.uniform(0.1, 1.0))) * 255
         cands.append(rgb)
-    color = max(cands, key=lambda c: float(np.abs(c - bg_mean).sum()))
-    far = 0.7 * color + 0.3 * bg_mean  # far limbs: a shade towards the background (depth cue)
+    color = max(cands, key=lambda c: float(np.percentile(np.abs(scene_px - c).sum(1), 10)))
+    far = 0.7 * color + 0.3 * scene_px.mean(0)  # far limbs: a shade towards the scene (depth cue)
     v = rng.uniform(0.93, 1.07, 6)  # proportions vary by +-7 %
     return _Body(
         height=float(height_px),
         torso=0.32 * v[0],
         head_r=0.085 * v[1],
-        upper_arm=0.16 * v[2],
-        forearm=0.15 * v[3],
+        upper_arm=0.19 * v[2],
+        forearm=0.18 * v[3],
         thigh=0.25 * v[4],
         shin=0.25 * v[5],
         thickness=max(1, round(height_px * rng.uniform(0.03, 0.055))),
@@ -690,8 +845,46 @@ def _actor_look(rng: np.random.Generator, height_px: float, bg_mean: np.ndarray)
 
 
 def _fx(p: np.ndarray) -> tuple[int, int]:
-    # OpenCV fixed-point coordinates (shift=4: 1/16 pixel) for sub-pixel antialiased drawing
-    return int(round(p[0] * 16)), int(round(p[1] * 16))
+    # wsal's continuous pixel coordinates (pixel i spans [i, i+1]) to OpenCV's (pixel i is centred
+    # on i), in fixed point (shift=4: 1/16 pixel) for sub-pixel antialiased drawing
+    return int(round((p[0] - 0.5) * 16)), int(round((p[1] - 0.5) * 16))
+
+
+_VISIBLE = 64  # a pixel counts as part of the figure from 25 % coverage (tight GT boxes)
+
+
+@functools.cache
+def _ink_reach(thickness: int) -> tuple[float, float, float]:
+    """How far (pixels) visible ink reaches beyond the geometry it draws: ``(line, ring, disc)``
+    for an antialiased line of ``thickness`` (sides and round caps), a circle outline of that
+    thickness (beyond its radius) and a filled circle (beyond its radius). Measured once on this
+    OpenCV build over sub-pixel offsets: its AA strokes are wider than the nominal thickness."""
+    line_r = ring_r = disc_r = 0.0
+    for off in np.arange(8) / 8:
+        c = 20 + off
+        img = np.zeros((40, 40), np.uint8)  # horizontal segment from x=10 to x=c at y=c
+        cv2.line(
+            img, _fx(np.array([10.0, c])), _fx(np.array([c, c])), 255, thickness, cv2.LINE_AA, 4
+        )
+        ys, xs = np.nonzero(img > _VISIBLE)
+        line_r = max(line_r, ys.max() + 1 - c, xs.max() + 1 - c)  # side and cap
+        for filled in (False, True):  # circle of radius 8 centred at (c, 20)
+            img = np.zeros((40, 40), np.uint8)
+            cv2.circle(
+                img,
+                _fx(np.array([c, 20.0])),
+                8 * 16,
+                255,
+                -1 if filled else thickness,
+                cv2.LINE_AA,
+                4,
+            )
+            reach = np.nonzero(img > _VISIBLE)[1].max() + 1 - (c + 8)
+            if filled:
+                disc_r = max(disc_r, reach)
+            else:
+                ring_r = max(ring_r, reach)
+    return float(line_r), float(ring_r), float(disc_r)
 
 
 def _draw(img: np.ndarray, tr: _Track, f: int) -> None:
@@ -700,8 +893,7 @@ def _draw(img: np.ndarray, tr: _Track, f: int) -> None:
         cv2.line(img, _fx(j[a]), _fx(j[c]), b.far_color, b.thickness, cv2.LINE_AA, 4)
     cv2.line(img, _fx(j[_HIP]), _fx(j[_NECK]), b.color, b.thickness, cv2.LINE_AA, 4)
     r = max(1, int(round(tr.head_r * 16)))
-    cv2.circle(img, _fx(j[_HEAD]), r, b.color, -1 if b.head_filled else b.thickness,
-               cv2.LINE_AA, 4)
+    cv2.circle(img, _fx(j[_HEAD]), r, b.color, -1 if b.head_filled else b.thickness, cv2.LINE_AA, 4)
     for a, c in _NEAR_SEGS:
         cv2.line(img, _fx(j[a]), _fx(j[c]), b.color, b.thickness, cv2.LINE_AA, 4)
 
@@ -727,14 +919,15 @@ def _hidden_fraction(tracks: list[_Track], order: list[int], T: int) -> np.ndarr
         area = np.maximum(tb.raw_area, 1e-6)  # [T]
         clipped = (tb.boxes[:, 2] - tb.boxes[:, 0]) * (tb.boxes[:, 3] - tb.boxes[:, 1])  # [T]
         hidden[a] = 1 - clipped / area
-        for n in order[order.index(a) + 1:]:
+        for n in order[order.index(a) + 1 :]:
             for f in range(T):
                 hidden[a, f] += _inter(tb.boxes[f], tracks[n].boxes[f]) / area[f]
     return np.clip(hidden, 0, 1)
 
 
-def _jitter(rng: np.random.Generator, box: np.ndarray, shift: float, scale: float,
-            pixel: float) -> np.ndarray:
+def _jitter(
+    rng: np.random.Generator, box: np.ndarray, shift: float, scale: float, pixel: float
+) -> np.ndarray:
     cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
     w, h = box[2] - box[0], box[3] - box[1]
     z = rng.standard_normal(8)
@@ -756,9 +949,16 @@ def _random_box(rng: np.random.Generator, W: int, H: int, cdf: np.ndarray | None
     return np.array([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2])
 
 
-def _simulate_detector(rng: np.random.Generator, tracks: list[_Track], hidden: np.ndarray,
-                       cdf: np.ndarray, W: int, H: int, T: int,
-                       n: DetectorNoise) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _simulate_detector(
+    rng: np.random.Generator,
+    tracks: list[_Track],
+    hidden: np.ndarray,
+    cdf: np.ndarray,
+    W: int,
+    H: int,
+    T: int,
+    n: DetectorNoise,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Detections of one video: ``frame int64[N]`` sorted, ``boxes float32[N, 4]`` xyxy clipped,
     ``scores float32[N]`` (descending within a frame). See :class:`DetectorNoise`."""
     lim = np.array([W, H, W, H], np.float64)
@@ -790,16 +990,22 @@ def _simulate_detector(rng: np.random.Generator, tracks: list[_Track], hidden: n
                 emit(f, dup, score * n.dup_score * rng.uniform(0.9, 1.1))
         for sbox in static:
             if rng.random() < n.fp_static_rate:
-                emit(f, _jitter(rng, sbox, 0.02, 0.03, n.pixel_std),
-                     n.fp_score_mean + 0.1 + n.fp_score_std * rng.standard_normal())
+                emit(
+                    f,
+                    _jitter(rng, sbox, 0.02, 0.03, n.pixel_std),
+                    n.fp_score_mean + 0.1 + n.fp_score_std * rng.standard_normal(),
+                )
         for _ in range(int(rng.poisson(n.fp_per_frame))):
             box = _random_box(rng, W, H, cdf if rng.random() < n.fp_texture_frac else None)
             emit(f, box, n.fp_score_mean + n.fp_score_std * rng.standard_normal())
         order = np.argsort(-np.asarray(scores[start:]), kind="stable") + start
         boxes[start:] = [boxes[i] for i in order]
         scores[start:] = [scores[i] for i in order]
-    return (np.asarray(frames, np.int64), np.asarray(boxes, np.float32).reshape(-1, 4),
-            np.asarray(scores, np.float32))
+    return (
+        np.asarray(frames, np.int64),
+        np.asarray(boxes, np.float32).reshape(-1, 4),
+        np.asarray(scores, np.float32),
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -832,7 +1038,8 @@ def _make_video(task: _Task) -> dict[str, Any]:
     cfg = task.config
     W, H = cfg.width, cfg.height
     ss = np.random.SeedSequence(
-        [cfg.seed, CLASSES.index(task.cls), _SPLIT_CODE[task.split], task.index])
+        [cfg.seed, CLASSES.index(task.cls), _SPLIT_CODE[task.split], task.index]
+    )
     rng, noise_rng, det_rng = (np.random.default_rng(s) for s in ss.spawn(3))
 
     T = int(rng.integers(cfg.min_frames, cfg.max_frames + 1))
@@ -840,7 +1047,7 @@ def _make_video(task: _Task) -> dict[str, Any]:
     in_context = rng.random() < cfg.context_prob
     scene = cls_full if in_context else int(rng.integers(len(SCENES)))
     bg = _scene(SCENES[scene], rng, H, W)  # [H,W,3] float32
-    bg_mean = bg.reshape(-1, 3).mean(0)
+    scene_px = bg.reshape(-1, 3)[rng.integers(0, H * W, 256)]  # [256,3] for colour contrast
 
     n_act = int(rng.integers(cfg.min_actors, cfg.max_actors + 1))
     # horizontal slots so actors start apart; depth (ground row) sets scale: farther = smaller
@@ -858,7 +1065,7 @@ def _make_video(task: _Task) -> dict[str, Any]:
         depth = rng.uniform(0, 1)  # 0 far .. 1 near
         ground = (0.72 + 0.24 * depth) * H
         height_px = (0.33 + 0.25 * depth) * H * rng.uniform(0.92, 1.08)
-        body = _actor_look(rng, height_px, bg_mean)
+        body = _actor_look(rng, height_px, scene_px)
         x0 = (slots[a] + rng.uniform(0.25, 0.75)) * W / n_act
         tracks.append(_simulate_actor(rng, cfg, T, body, ground, x0, actions[a]))
     order = sorted(range(n_act), key=lambda a: tracks[a].ground)  # far first (painter's order)
@@ -883,17 +1090,26 @@ def _make_video(task: _Task) -> dict[str, Any]:
             continue
         c, s, e = tr.action
         fr = np.arange(s, e + 1)
-        box = tr.boxes[s:e + 1].astype(np.float32)  # [n,4]
-        torso = (tr.joints[s:e + 1, _HIP] + tr.joints[s:e + 1, _NECK]) / 2  # [n,2]
+        box = tr.boxes[s : e + 1].astype(np.float32)  # [n,4]
+        torso = (tr.joints[s : e + 1, _HIP] + tr.joints[s : e + 1, _NECK]) / 2  # [n,2]
         pts = torso + rng.normal(0, 0.03 * tr.body.height, torso.shape)
         pts = np.clip(pts, box[:, :2], box[:, 2:]).astype(np.float32)  # annotators click inside
         tubes.append((CLASSES[c], fr, box, pts))
 
     hidden = _hidden_fraction(tracks, order, T)
-    dframe, dboxes, dscores = _simulate_detector(det_rng, tracks, hidden, _texture_cdf(bg), W, H,
-                                                 T, cfg.detector)
-    return {"video": task.video, "path": task.path, "nframes": T, "tubes": tubes,
-            "scene": SCENES[scene], "frame": dframe, "boxes": dboxes, "scores": dscores}
+    dframe, dboxes, dscores = _simulate_detector(
+        det_rng, tracks, hidden, _texture_cdf(bg), W, H, T, cfg.detector
+    )
+    return {
+        "video": task.video,
+        "path": task.path,
+        "nframes": T,
+        "tubes": tubes,
+        "scene": SCENES[scene],
+        "frame": dframe,
+        "boxes": dboxes,
+        "scores": dscores,
+    }
 
 
 def _init_worker() -> None:
@@ -909,8 +1125,10 @@ def _video_ids(cfg: SynthConfig) -> list[tuple[str, str, str, int]]:
     """(video id, class, split, index) of every video, in annotation order: train then test,
     class by class. Indices run on from train into test, so ids are unique and stable."""
     out = []
-    for split, lo, n in (("train", 0, cfg.videos_per_class_train),
-                         ("test", cfg.videos_per_class_train, cfg.videos_per_class_test)):
+    for split, lo, n in (
+        ("train", 0, cfg.videos_per_class_train),
+        ("test", cfg.videos_per_class_train, cfg.videos_per_class_test),
+    ):
         for c in cfg.classes:
             for i in range(lo, lo + n):
                 out.append((f"{c}/{c}_{i:04d}", c, split, i))
@@ -924,8 +1142,12 @@ def _is_synthactors(path: Path) -> bool:
         return False
 
 
-def generate(out_dir: str | os.PathLike, config: SynthConfig | None = None, workers: int = 2,
-             progress: bool = True) -> Path:
+def generate(
+    out_dir: str | os.PathLike,
+    config: SynthConfig | None = None,
+    workers: int = 2,
+    progress: bool = True,
+) -> Path:
     """Generate SynthActors into ``out_dir`` and return it (see the module docstring for layout).
 
     Everything is written into a temporary sibling folder that is renamed to ``out_dir`` at the
@@ -942,13 +1164,22 @@ def generate(out_dir: str | os.PathLike, config: SynthConfig | None = None, work
     t_start = time.perf_counter()
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
-        tasks = [_Task(v, f"videos/{v}.mp4", c, s, i, str(tmp), cfg) for v, c, s, i in
-                 _video_ids(cfg)]
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; the dataset is not
+        tasks = [
+            _Task(v, f"videos/{v}.mp4", c, s, i, str(tmp), cfg) for v, c, s, i in _video_ids(cfg)
+        ]
         results = _run_tasks(tasks, workers, progress)
         _write_dataset(tmp, cfg, tasks, results)
-        meta = {"name": "SynthActors", "generator": "wsal.data.synthetic",
-                "version": GENERATOR_VERSION, "config_hash": config_hash(cfg),
-                "config": cfg.to_dict(), "scenes": {r["video"]: r["scene"] for r in results}}
+        meta = {
+            "name": "SynthActors",
+            "generator": "wsal.data.synthetic",
+            "version": GENERATOR_VERSION,
+            "config_hash": config_hash(cfg),
+            "config": cfg.to_dict(),
+            "scenes": {r["video"]: r["scene"] for r in results},
+        }
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
         st = stats(tmp)
         meta["stats"] = st
@@ -965,8 +1196,9 @@ def generate(out_dir: str | os.PathLike, config: SynthConfig | None = None, work
 def _run_tasks(tasks: list[_Task], workers: int, progress: bool) -> list[dict[str, Any]]:
     from tqdm import tqdm
 
-    bar = tqdm(total=len(tasks), desc="SynthActors", unit="video", disable=not progress,
-               file=sys.stderr)
+    bar = tqdm(
+        total=len(tasks), desc="SynthActors", unit="video", disable=not progress, file=sys.stderr
+    )
     done: dict[str, dict[str, Any]] = {}
     try:
         if workers <= 1 or len(tasks) <= 1:
@@ -986,16 +1218,23 @@ def _run_tasks(tasks: list[_Task], workers: int, progress: bool) -> list[dict[st
     return [done[t.video] for t in tasks]  # annotation order, whatever order workers finished
 
 
-def _write_dataset(root: Path, cfg: SynthConfig, tasks: list[_Task],
-                   results: list[dict[str, Any]]) -> None:
+def _write_dataset(
+    root: Path, cfg: SynthConfig, tasks: list[_Task], results: list[dict[str, Any]]
+) -> None:
     labels = list(cfg.classes)
     videos: dict[str, VideoInfo] = {}
     splits: dict[str, list[str]] = {"train": [], "test": []}
     for t, r in zip(tasks, results):
         tubes = [GTTube(labels.index(c), fr, box, pts) for c, fr, box, pts in r["tubes"]]
-        videos[t.video] = VideoInfo(nframes=r["nframes"], labels=sorted({x.label for x in tubes}),
-                                    tubes=tubes, width=cfg.width, height=cfg.height, fps=cfg.fps,
-                                    path=r["path"])
+        videos[t.video] = VideoInfo(
+            nframes=r["nframes"],
+            labels=sorted({x.label for x in tubes}),
+            tubes=tubes,
+            width=cfg.width,
+            height=cfg.height,
+            fps=cfg.fps,
+            path=r["path"],
+        )
         splits[t.split].append(t.video)
     write_wsal_json(DatasetIndex(labels, splits, videos, root), root / "annotations.json")
     counts = [len(r["frame"]) for r in results]
@@ -1027,8 +1266,12 @@ def _publish(tmp: Path, out: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def ensure_synthactors(root: str | os.PathLike, config: SynthConfig | None = None,
-                       workers: int = 2, progress: bool = True) -> Path:
+def ensure_synthactors(
+    root: str | os.PathLike,
+    config: SynthConfig | None = None,
+    workers: int = 2,
+    progress: bool = True,
+) -> Path:
     """Return the SynthActors dataset folder ``root``, generating it on first use.
 
     A dataset already there is reused when its ``meta.json`` has this :data:`GENERATOR_VERSION`
@@ -1038,10 +1281,12 @@ def ensure_synthactors(root: str | os.PathLike, config: SynthConfig | None = Non
     root = Path(root).absolute()
     try:
         meta = json.loads((root / "meta.json").read_text())
-        fresh = (meta.get("version") == GENERATOR_VERSION
-                 and meta.get("config_hash") == config_hash(cfg)
-                 and (root / "annotations.json").is_file()
-                 and (root / "detections.npz").is_file())
+        fresh = (
+            meta.get("version") == GENERATOR_VERSION
+            and meta.get("config_hash") == config_hash(cfg)
+            and (root / "annotations.json").is_file()
+            and (root / "detections.npz").is_file()
+        )
     except (OSError, ValueError, AttributeError):
         fresh = False
     if fresh:
@@ -1105,8 +1350,9 @@ def stats(root: str | os.PathLike, iou: float = 0.5) -> dict[str, Any]:
         "detections": len(df),
         "detections_per_frame": round(len(df) / max(frames, 1), 3),
         "recall": round(float(hit.sum() / max(tot.sum(), 1)), 4),
-        "recall_per_class": {lab: round(float(h / t), 4) if t else None
-                             for lab, h, t in zip(index.labels, hit, tot)},
+        "recall_per_class": {
+            lab: round(float(h / t), 4) if t else None for lab, h, t in zip(index.labels, hit, tot)
+        },
         "iou": iou,
     }
     try:
@@ -1115,8 +1361,11 @@ def stats(root: str | os.PathLike, iou: float = 0.5) -> dict[str, Any]:
         meta = {}
     scenes = meta.get("scenes")
     if scenes:
-        ok = [scenes.get(v) == SCENES[CLASSES.index(index.labels[info.tubes[0].label])]
-              for v, info in index.videos.items() if info.tubes]
+        ok = [
+            scenes.get(v) == SCENES[CLASSES.index(index.labels[info.tubes[0].label])]
+            for v, info in index.videos.items()
+            if info.tubes
+        ]
         out["context_rate"] = round(float(np.mean(ok)), 3) if ok else None
     if "wall_time_s" in meta:
         out["wall_time_s"] = meta["wall_time_s"]
@@ -1150,11 +1399,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="python -m wsal.data.synthetic",
         description="Generate the SynthActors benchmark (videos, annotations, simulated "
-                    "detections) and print what was produced.")
+        "detections) and print what was produced.",
+    )
     ap.add_argument("--out", required=True, help="dataset folder to write (replaced atomically)")
     ap.add_argument("--seed", type=int, default=d.seed)
-    ap.add_argument("--classes", default=",".join(d.classes),
-                    help=f"comma-separated subset of {','.join(CLASSES)}")
+    ap.add_argument(
+        "--classes",
+        default=",".join(d.classes),
+        help=f"comma-separated subset of {','.join(CLASSES)}",
+    )
     ap.add_argument("--videos-per-class-train", type=int, default=d.videos_per_class_train)
     ap.add_argument("--videos-per-class-test", type=int, default=d.videos_per_class_test)
     ap.add_argument("--width", type=int, default=d.width)
@@ -1167,39 +1420,61 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--hard", action="store_true", help="distractors may perform another class")
     ap.add_argument("--hard-prob", type=float, default=d.hard_prob)
     ap.add_argument("--context-prob", type=float, default=d.context_prob)
-    ap.add_argument("--fp-per-frame", type=float, default=d.detector.fp_per_frame,
-                    help="simulated detector: mean transient false positives per frame")
-    ap.add_argument("--miss-deform", type=float, default=d.detector.miss_deform,
-                    help="simulated detector: added miss probability per unit deformation")
+    ap.add_argument(
+        "--fp-per-frame",
+        type=float,
+        default=d.detector.fp_per_frame,
+        help="simulated detector: mean transient false positives per frame",
+    )
+    ap.add_argument(
+        "--miss-deform",
+        type=float,
+        default=d.detector.miss_deform,
+        help="simulated detector: added miss probability per unit deformation",
+    )
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--reuse", action="store_true",
-                    help="keep an existing dataset at --out if it was made with the same config")
+    ap.add_argument(
+        "--reuse",
+        action="store_true",
+        help="keep an existing dataset at --out if it was made with the same config",
+    )
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
     det = DetectorNoise(fp_per_frame=args.fp_per_frame, miss_deform=args.miss_deform)
     try:
         cfg = SynthConfig(
-            classes=args.classes, videos_per_class_train=args.videos_per_class_train,
-            videos_per_class_test=args.videos_per_class_test, width=args.width,
-            height=args.height, min_frames=args.min_frames, max_frames=args.max_frames,
-            fps=args.fps, min_actors=args.min_actors, max_actors=args.max_actors, hard=args.hard,
-            hard_prob=args.hard_prob, context_prob=args.context_prob, detector=det,
-            seed=args.seed)
+            classes=args.classes,
+            videos_per_class_train=args.videos_per_class_train,
+            videos_per_class_test=args.videos_per_class_test,
+            width=args.width,
+            height=args.height,
+            min_frames=args.min_frames,
+            max_frames=args.max_frames,
+            fps=args.fps,
+            min_actors=args.min_actors,
+            max_actors=args.max_actors,
+            hard=args.hard,
+            hard_prob=args.hard_prob,
+            context_prob=args.context_prob,
+            detector=det,
+            seed=args.seed,
+        )
     except ValueError as e:
         ap.error(str(e))
     t0 = time.perf_counter()
     if args.reuse:
-        out = ensure_synthactors(args.out, cfg, workers=args.workers,
-                                 progress=not args.no_progress)
+        out = ensure_synthactors(args.out, cfg, workers=args.workers, progress=not args.no_progress)
     else:
         out = generate(args.out, cfg, workers=args.workers, progress=not args.no_progress)
     wall = time.perf_counter() - t0
     st = stats(out)
     print(f"SynthActors v{GENERATOR_VERSION} -> {out}")
-    print(f"  config:       seed {cfg.seed}, {len(cfg.classes)} classes, "
-          f"{cfg.width}x{cfg.height}, {cfg.min_frames}-{cfg.max_frames} frames @ {cfg.fps:g} fps, "
-          f"{cfg.min_actors}-{cfg.max_actors} actors, hard={cfg.hard}, "
-          f"context_prob={cfg.context_prob:g} (hash {config_hash(cfg)})")
+    print(
+        f"  config:       seed {cfg.seed}, {len(cfg.classes)} classes, "
+        f"{cfg.width}x{cfg.height}, {cfg.min_frames}-{cfg.max_frames} frames @ {cfg.fps:g} fps, "
+        f"{cfg.min_actors}-{cfg.max_actors} actors, hard={cfg.hard}, "
+        f"context_prob={cfg.context_prob:g} (hash {config_hash(cfg)})"
+    )
     print(format_stats(st))
     print(f"  wall time:    {wall:.1f} s ({args.workers} workers)")
     return 0

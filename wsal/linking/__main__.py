@@ -25,7 +25,10 @@ from wsal.structures import TubeDetections
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m wsal.linking", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m wsal.linking",
+        description="Link per-frame detections into tubes (one subcommand per linker).",
+    )
     sub = parser.add_subparsers(dest="linker", required=True, metavar="LINKER")
 
     tp = sub.add_parser("temporal_prim", help="Temporal Prim (STIL §3.2, Eq. 4)")
@@ -33,11 +36,13 @@ def _parser() -> argparse.ArgumentParser:
     tp.add_argument("--out", required=True, help="output TubeDetections (.npz, or .json)")
     tp.add_argument("--num-tubes", type=int, required=True, help="K, most tubes per video")
     tp.add_argument("--min-iou", type=float, default=0.1, help="edge IoU threshold (Eq. 4: 0.1)")
-    tp.add_argument("--min-score", type=float, default=0.0,
-                    help="only boxes with score > this are linked")
+    tp.add_argument(
+        "--min-score", type=float, default=0.0, help="only boxes with score > this are linked"
+    )
     tp.add_argument("--device", default="cpu", help="cpu (numpy) or a torch device, e.g. cuda")
-    tp.add_argument("--batch-size", type=int, default=16,
-                    help="videos linked together in one lock-step call")
+    tp.add_argument(
+        "--batch-size", type=int, default=16, help="videos linked together in one lock-step call"
+    )
     tp.set_defaults(run=_run_temporal_prim)
     return parser
 
@@ -52,8 +57,9 @@ def _run_temporal_prim(args: argparse.Namespace) -> int:
     batches = range(0, len(videos), max(1, args.batch_size))
     for i in tqdm(batches, desc="temporal_prim", unit="batch", disable=None):
         chunk = videos[i : i + args.batch_size]
-        tubes = temporal_prim_batch([dets[v] for v in chunk], args.num_tubes, args.min_iou,
-                                    args.min_score, device=device)
+        tubes = temporal_prim_batch(
+            [dets[v] for v in chunk], args.num_tubes, args.min_iou, args.min_score, device=device
+        )
         for v, t in zip(chunk, tubes):
             parts.append(TubeDetections.from_tubes(v, t))
             num_tubes += t.num_tubes
@@ -61,8 +67,10 @@ def _run_temporal_prim(args: argparse.Namespace) -> int:
     TubeDetections.concat(parts).save(args.out)
     seconds = time.perf_counter() - t0
     mean_len = total_len / num_tubes if num_tubes else 0.0
-    print(f"temporal_prim: {len(videos)} videos, {num_tubes} tubes, mean tube length "
-          f"{mean_len:.1f} frames, {seconds:.2f} s -> {args.out}")
+    print(
+        f"temporal_prim: {len(videos)} videos, {num_tubes} tubes, mean tube length "
+        f"{mean_len:.1f} frames, {seconds:.2f} s -> {args.out}"
+    )
     return 0
 
 

@@ -78,7 +78,12 @@ def temporal_prim(
         valid), ``scores`` float32[k] = mean linking score of each tube's boxes, ``labels`` -1.
     """
     return temporal_prim_batch(
-        [dets], num_tubes, min_iou, min_score, None if scores is None else [scores], device,
+        [dets],
+        num_tubes,
+        min_iou,
+        min_score,
+        None if scores is None else [scores],
+        device,
         backend,
     )[0]
 
@@ -151,8 +156,9 @@ class _Geom:
         self.last = self.first + num_frames - 1  # int64[V] row of the last frame
 
 
-def _pad(dets: Sequence[Detections], link: list[np.ndarray], min_score: float
-         ) -> tuple[np.ndarray, _Geom]:
+def _pad(
+    dets: Sequence[Detections], link: list[np.ndarray], min_score: float
+) -> tuple[np.ndarray, _Geom]:
     """float64[V*F_max + 2, B_max, 6] table of x1, y1, x2, y2, area, linking score.
 
     The score column is -inf for padding and for boxes with score <= min_score, so a single
@@ -194,8 +200,9 @@ def _start(table: np.ndarray, geom: _Geom, v: int) -> tuple[int, int] | None:
 
 
 # --------------------------------------------------------------------------------- numpy linker
-def _run_numpy(table: np.ndarray, geom: _Geom, num_tubes: int, min_iou: float, device: object
-               ) -> list[list[tuple[int, np.ndarray]]]:
+def _run_numpy(
+    table: np.ndarray, geom: _Geom, num_tubes: int, min_iou: float, device: object
+) -> list[list[tuple[int, np.ndarray]]]:
     """Grow every video's tubes in lock-step. Frontier q < V is video q's forward end, q >= V
     video q-V's backward end; each step moves every live frontier one frame (STIL §3.2).
 
@@ -273,14 +280,19 @@ def _run_numpy(table: np.ndarray, geom: _Geom, num_tubes: int, min_iou: float, d
         anc[~moving, _S] = -np.inf
         busy = moving[:V] | moving[V:]  # [V]
         if (busy != live).any():
-            for v in np.flatnonzero(busy != live):
-                restart(int(v))
+            for idle in np.flatnonzero(busy != live).tolist():
+                restart(idle)
     return tubes
 
 
 # --------------------------------------------------------------------------------- torch linker
-def _run_torch(table_np: np.ndarray, geom: _Geom, num_tubes: int, min_iou: float,
-               device: str | torch.device | None) -> list[list[tuple[int, np.ndarray]]]:
+def _run_torch(
+    table_np: np.ndarray,
+    geom: _Geom,
+    num_tubes: int,
+    min_iou: float,
+    device: str | torch.device | None,
+) -> list[list[tuple[int, np.ndarray]]]:
     """The numpy linker's step on torch tensors (any device); starts and bookkeeping on the CPU."""
     dev = torch.device(device) if device is not None else torch.device("cpu")
     V, B = geom.V, geom.B
@@ -355,8 +367,8 @@ def _run_torch(table_np: np.ndarray, geom: _Geom, num_tubes: int, min_iou: float
         anc[~moving, _S] = -torch.inf
         busy = (moving[:V] | moving[V:]).cpu().numpy()
         if (busy != live).any():
-            for v in np.flatnonzero(busy != live):
-                restart(int(v))
+            for idle in np.flatnonzero(busy != live).tolist():
+                restart(idle)
     return tubes
 
 

@@ -1,0 +1,48 @@
+# wsal — self-documenting Makefile: `make help` lists the targets.
+# Each target creates .venv and installs what it needs on a fresh machine (first run: a few minutes).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.wsal-installed
+# The torch pair this machine ships on disk; override on other machines, e.g.
+#   make test TORCH_SPEC="torch torchvision"
+TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help install demo test test-full lint format bench clean
+
+help: ## show this help
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || python3 -m venv $(VENV)
+	@$(PY) -c "import torch, torchvision" 2>/dev/null || $(PY) -m pip install -q $(TORCH_SPEC)
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install wsal with its dev tools
+
+demo: $(STAMP) ## generate SynthActors, link tubes, evaluate, write results.json + pictures (ARGS= for Hydra overrides)
+	$(PY) train.py $(ARGS)
+
+test: $(STAMP) ## fast test suite (no slow tests)
+	$(PY) -m pytest -m "not slow" -q -p no:cacheprovider $(ARGS)
+
+test-full: $(STAMP) ## every test, slow ones included
+	$(PY) -m pytest -q -p no:cacheprovider $(ARGS)
+
+lint: $(STAMP) ## ruff (lint + format check) and mypy on the pure-logic modules
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+format: $(STAMP) ## apply ruff's fixes and formatting
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+bench: $(STAMP) ## benchmarks (figures printed, never asserted)
+	$(PY) bench/bench_temporal_prim.py
+	$(PY) bench/bench_evaluation.py
+
+clean: ## remove generated data, run folders and caches (keeps .venv)
+	rm -rf data outputs multirun lightning_logs wandb bench/out .pytest_cache .ruff_cache .mypy_cache

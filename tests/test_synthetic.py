@@ -1,0 +1,372 @@
+"""SynthActors generator tests: layout, parsing, determinism, GT and detector contracts, caching.
+
+Every dataset here is tiny (64x48 pixels, a few videos of 16-32 frames) and seeded. Widths avoid
+the ones decord 0.6 mis-decodes (see ``wsal.data.video``), so the videos are read with decord.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import decord
+import numpy as np
+import pytest
+
+from wsal.data import synthetic
+from wsal.data.annotations import read_wsal_json
+from wsal.data.synthetic import (
+    CLASSES,
+    SCENES,
+    DetectorNoise,
+    SynthConfig,
+    config_hash,
+    ensure_synthactors,
+    generate,
+    stats,
+)
+
+# 3 classes x (4 train + 2 test) videos: small enough to generate in about a second, large enough
+# (~250 GT boxes per class) to compare the simulated detector's recall between classes.
+SMALL = SynthConfig(
+    classes=("wave", "run", "cartwheel"),
+    videos_per_class_train=4,
+    videos_per_class_test=2,
+    width=64,
+    height=48,
+    min_frames=16,
+    max_frames=32,
+    seed=3,
+)
+# one video per split: for caching and failure tests
+TINY = SynthConfig(
+    classes=("jump",),
+    videos_per_class_train=1,
+    videos_per_class_test=1,
+    width=64,
+    height=48,
+    min_frames=16,
+    max_frames=16,
+    seed=1,
+)
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory) -> Path:
+    return generate(tmp_path_factory.mktemp("synth") / "small", SMALL, workers=2, progress=False)
+
+
+def load_dets(root: Path) -> dict[str, np.ndarray]:
+    with np.load(root / "detections.npz") as z:
+        return {k: z[k] for k in z.files}
+
+
+# -- layout and parsing --------------------------------------------------------------------------
+def test_files_exist_and_parse(small):
+    for name in ("annotations.json", "detections.npz", "meta.json"):
+        assert (small / name).is_file()
+    assert not [p for p in small.parent.iterdir() if p.name.startswith(".")]  # no temp leftovers
+    index = read_wsal_json(small / "annotations.json")
+    assert index.labels == list(SMALL.classes)
+    assert {k: len(v) for k, v in index.splits.items()} == {"train": 12, "test": 6}
+    assert set(index.splits["train"]).isdisjoint(index.splits["test"])
+    for vid, info in index.videos.items():
+        assert (info.width, info.height, info.fps) == (64, 48, 25.0)
+        assert SMALL.min_frames <= info.nframes <= SMALL.max_frames
+        assert index.labels[info.labels[0]] == vid.split("/")[0]  # ids are "<class>/<class>_NNNN"
+        vr = decord.VideoReader(str(index.video_path(vid)))
+        assert len(vr) == info.nframes
+        assert vr[0].asnumpy().shape == (48, 64, 3)
+    meta = json.loads((small / "meta.json").read_text())
+    assert meta["version"] == synthetic.GENERATOR_VERSION
+    assert meta["config_hash"] == config_hash(SMALL)
+    assert SynthConfig.from_dict(meta["config"]) == SMALL
+
+
+def test_frames_show_the_scene_and_the_actors(small):
+    """Decoded pixels are textured and differ between frames (actors move, noise changes)."""
+    index = read_wsal_json(small / "annotations.json")
+    vid = index.splits["train"][0]
+    frames = decord.VideoReader(str(index.video_path(vid))).get_batch([0, 8]).asnumpy()
+    assert frames.std() > 10
+    assert np.abs(frames[0].astype(int) - frames[1]).mean() > 1
+
+
+# -- ground truth --------------------------------------------------------------------------------
+def test_gt_tubes_contiguous_cover_and_inside(small):
+    index = read_wsal_json(small / "annotations.json")
+    for info in index.videos.values():
+        assert len(info.tubes) == 1  # not hard mode: one performer
+        assert info.labels == [info.tubes[0].label]
+        for t in info.tubes:
+            f = t.frames
+            assert np.all(np.diff(f) == 1)  # one contiguous stretch
+            assert 0 <= f[0] and f[-1] < info.nframes
+            assert 0.4 - 1e-9 <= len(f) / info.nframes <= 1.0
+            b = t.boxes
+            assert np.all(b[:, 0] >= 0) and np.all(b[:, 1] >= 0)
+            assert np.all(b[:, 2] <= info.width) and np.all(b[:, 3] <= info.height)
+            assert np.all(b[:, 2] > b[:, 0]) and np.all(b[:, 3] > b[:, 1])
+            assert t.points is not None and t.points.shape == (len(f), 2)
+            p = t.points
+            assert np.all((p >= b[:, :2] - 1e-3) & (p <= b[:, 2:] + 1e-3))
+
+
+def test_gt_box_is_tight_around_the_drawn_figure():
+    """Render actors alone on black: every visible pixel is inside the GT box, and the box is at
+    most a few pixels larger than the ink (antialiasing fringe)."""
+    cfg = SynthConfig(width=160, height=120)
+    for ci in range(len(CLASSES)):
+        rng = np.random.default_rng(ci)
+        body = synthetic._actor_look(rng, 60.0, np.zeros((1, 3)))
+        body.color = body.far_color = (255, 255, 255)
+        track = synthetic._simulate_actor(rng, cfg, 40, body, 110.0, 80.0, (ci, 0, 39))
+        for f in range(0, 40, 3):
+            img = np.zeros((120, 160, 3), np.uint8)
+            synthetic._draw(img, track, f)
+            ys, xs = np.nonzero(img[..., 0] > synthetic._VISIBLE)
+            ink = np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], float)
+            box = track.boxes[f]
+            assert np.all(box[:2] <= ink[:2] + 1) and np.all(box[2:] >= ink[2:] - 1), CLASSES[ci]
+            assert np.all(box[:2] >= ink[:2] - 3) and np.all(box[2:] <= ink[2:] + 3), CLASSES[ci]
+
+
+# -- detections ----------------------------------------------------------------------------------
+def test_detection_store_format(small):
+    index = read_wsal_json(small / "annotations.json")
+    d = load_dets(small)
+    assert set(d) == {"video", "frame", "boxes", "scores"}  # class-agnostic: no labels
+    n = len(d["frame"])
+    assert n > 0
+    assert d["video"].dtype.kind == "U" and d["video"].shape == (n,)
+    assert d["frame"].dtype == np.int64 and d["frame"].shape == (n,)
+    assert d["boxes"].dtype == np.float32 and d["boxes"].shape == (n, 4)
+    assert d["scores"].dtype == np.float32 and d["scores"].shape == (n,)
+    assert np.all(d["scores"] > 0) and np.all(d["scores"] <= 1)
+    # grouped by video, in annotation order, frames sorted within a video
+    change = np.flatnonzero(d["video"][1:] != d["video"][:-1]) + 1
+    starts = np.concatenate([[0], change])
+    order = [str(v) for v in d["video"][starts]]
+    assert len(order) == len(set(order))
+    assert order == [v for v in index.videos if v in set(order)]
+    for s, e in zip(starts, [*change, n]):
+        info = index.videos[str(d["video"][s])]
+        fr = d["frame"][s:e]
+        assert np.all(np.diff(fr) >= 0) and fr[0] >= 0 and fr[-1] < info.nframes
+        b = d["boxes"][s:e]
+        assert np.all(b[:, :2] >= 0) and np.all(b[:, 2] <= info.width)
+        assert np.all(b[:, 3] <= info.height) and np.all(b[:, 2:] > b[:, :2])
+
+
+def test_detector_recall_high_but_imperfect_and_lower_on_cartwheel(small):
+    st = stats(small)
+    per = st["recall_per_class"]
+    assert 0.75 < st["recall"] < 1.0
+    assert per["cartwheel"] < min(per["wave"], per["run"]) - 0.08
+    assert min(per["wave"], per["run"]) > 0.8
+    assert 1.5 < st["detections_per_frame"] < 6  # actors + false positives + duplicates
+
+
+def test_stats_match_the_files(small):
+    st = stats(small)
+    index = read_wsal_json(small / "annotations.json")
+    lengths = [len(t.frames) for _, t in index.gt_tubes()]
+    assert st["videos"] == {"train": 12, "test": 6}
+    assert st["tubes"] == len(lengths) == 18
+    assert st["mean_tube_length"] == pytest.approx(np.mean(lengths), abs=0.01)
+    assert st["frames"] == sum(v.nframes for v in index.videos.values())
+    assert st["detections"] == len(load_dets(small)["frame"])
+    assert st["wall_time_s"] > 0
+
+
+def test_recall_counts_a_perfect_detector_as_one(tmp_path):
+    """stats() itself: detections equal to the GT boxes give recall 1."""
+    root = generate(tmp_path / "ds", TINY, workers=1, progress=False)
+    index = read_wsal_json(root / "annotations.json")
+    rows = [(v, f, b) for v, t in index.gt_tubes() for f, b in zip(t.frames, t.boxes)]
+    synthetic.np.savez(
+        root / "detections.npz",
+        video=np.array([r[0] for r in rows]),
+        frame=np.array([r[1] for r in rows], np.int64),
+        boxes=np.array([r[2] for r in rows], np.float32),
+        scores=np.ones(len(rows), np.float32),
+    )
+    assert stats(root)["recall"] == 1.0
+
+
+# -- determinism ---------------------------------------------------------------------------------
+def test_same_seed_identical_for_any_worker_count(small, tmp_path):
+    again = generate(tmp_path / "again", SMALL, workers=1, progress=False)
+    assert (again / "annotations.json").read_bytes() == (small / "annotations.json").read_bytes()
+    a, b = load_dets(small), load_dets(again)
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k])
+    vid = read_wsal_json(small / "annotations.json").splits["test"][-1]
+    va = decord.VideoReader(str(small / "videos" / f"{vid}.mp4"))
+    vb = decord.VideoReader(str(again / "videos" / f"{vid}.mp4"))
+    np.testing.assert_array_equal(
+        va.get_batch(range(len(va))).asnumpy(), vb.get_batch(range(len(vb))).asnumpy()
+    )
+
+
+def test_other_seed_differs(tmp_path):
+    a = generate(tmp_path / "a", TINY, workers=1, progress=False)
+    b = generate(
+        tmp_path / "b", SynthConfig(**{**TINY.to_dict(), "seed": 2}), workers=1, progress=False
+    )
+    assert (a / "annotations.json").read_bytes() != (b / "annotations.json").read_bytes()
+    assert config_hash(TINY) != config_hash(SynthConfig(**{**TINY.to_dict(), "seed": 2}))
+
+
+# -- hard mode and context -----------------------------------------------------------------------
+def test_hard_mode_second_performer_and_context(tmp_path):
+    cfg = SynthConfig(
+        classes=("kick", "crouch"),
+        videos_per_class_train=2,
+        videos_per_class_test=0,
+        width=64,
+        height=48,
+        min_frames=16,
+        max_frames=20,
+        min_actors=2,
+        max_actors=3,
+        hard=True,
+        hard_prob=1.0,
+        context_prob=1.0,
+        seed=5,
+    )
+    root = generate(tmp_path / "hard", cfg, workers=1, progress=False)
+    index = read_wsal_json(root / "annotations.json")
+    scenes = json.loads((root / "meta.json").read_text())["scenes"]
+    for vid, info in index.videos.items():
+        assert len(info.tubes) == 2
+        assert sorted(t.label for t in info.tubes) == info.labels == [0, 1]
+        assert index.labels[info.tubes[0].label] == vid.split("/")[0]  # the main performer
+        assert scenes[vid] == SCENES[CLASSES.index(vid.split("/")[0])]  # context_prob = 1
+    assert stats(root)["context_rate"] == 1.0
+
+
+# -- caching and atomicity -----------------------------------------------------------------------
+def test_ensure_reuses_and_regenerates(tmp_path, monkeypatch):
+    root = tmp_path / "synth"
+    assert ensure_synthactors(root, TINY, workers=1, progress=False) == root
+    first = json.loads((root / "meta.json").read_text())
+    assert first["config_hash"] == config_hash(TINY)
+
+    calls = []
+    real_generate = synthetic.generate
+    monkeypatch.setattr(
+        synthetic, "generate", lambda *a, **k: calls.append(1) or real_generate(*a, **k)
+    )
+    assert ensure_synthactors(root, TINY, workers=1, progress=False) == root
+    assert calls == []  # same config: reused
+
+    other = SynthConfig(**{**TINY.to_dict(), "detector": DetectorNoise(fp_per_frame=3.0)})
+    ensure_synthactors(root, other, workers=1, progress=False)
+    assert calls == [1]  # a detector parameter changed: regenerated
+    assert json.loads((root / "meta.json").read_text())["config_hash"] == config_hash(other)
+
+    (root / "detections.npz").unlink()  # incomplete dataset: regenerated
+    ensure_synthactors(root, other, workers=1, progress=False)
+    assert calls == [1, 1] and (root / "detections.npz").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["synth"]  # no temp folders left
+
+
+def failing_write_video(monkeypatch, after: int) -> None:
+    real = synthetic.write_video
+    count = {"n": 0}
+
+    def write_video(*args, **kwargs):
+        count["n"] += 1
+        if count["n"] > after:
+            raise RuntimeError("disk full (simulated)")
+        real(*args, **kwargs)
+
+    monkeypatch.setattr(synthetic, "write_video", write_video)
+
+
+def test_failure_leaves_nothing_half_written(tmp_path, monkeypatch):
+    failing_write_video(monkeypatch, after=1)
+    with pytest.raises(RuntimeError, match="simulated"):
+        generate(tmp_path / "synth", TINY, workers=1, progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_failed_regeneration_keeps_the_old_dataset(tmp_path, monkeypatch):
+    root = generate(tmp_path / "synth", TINY, workers=1, progress=False)
+    before = (root / "annotations.json").read_bytes()
+    failing_write_video(monkeypatch, after=1)
+    other = SynthConfig(**{**TINY.to_dict(), "seed": 9})
+    with pytest.raises(RuntimeError, match="simulated"):
+        ensure_synthactors(root, other, workers=1, progress=False)
+    assert (root / "annotations.json").read_bytes() == before
+    assert json.loads((root / "meta.json").read_text())["config_hash"] == config_hash(TINY)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["synth"]
+
+
+def test_refuses_to_replace_a_foreign_folder(tmp_path):
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    with pytest.raises(FileExistsError):
+        generate(tmp_path / "mine", TINY, workers=1, progress=False)
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+
+
+# -- config and CLI ------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"classes": ("wave", "swim")},
+        {"classes": ()},
+        {"width": 63},
+        {"min_frames": 30, "max_frames": 20},
+        {"min_actors": 0},
+        {"context_prob": 1.5},
+        {"min_action_frac": 0.0},
+        {"videos_per_class_train": 0, "videos_per_class_test": 0},
+    ],
+)
+def test_config_rejects_bad_values(kwargs):
+    with pytest.raises(ValueError):
+        SynthConfig(**kwargs)
+
+
+def test_config_accepts_plain_containers():
+    cfg = SynthConfig(classes="wave,run", detector={"fp_per_frame": 2.0})
+    assert cfg.classes == ("wave", "run")
+    assert cfg.detector == DetectorNoise(fp_per_frame=2.0)
+    with pytest.raises(ValueError):
+        DetectorNoise(miss_base=1.5)
+
+
+def test_cli_prints_what_it_made(tmp_path, capsys):
+    out = tmp_path / "cli"
+    rc = synthetic.main(
+        [
+            "--out",
+            str(out),
+            "--classes",
+            "wave",
+            "--videos-per-class-train",
+            "1",
+            "--videos-per-class-test",
+            "1",
+            "--width",
+            "64",
+            "--height",
+            "48",
+            "--min-frames",
+            "16",
+            "--max-frames",
+            "16",
+            "--workers",
+            "1",
+            "--no-progress",
+            "--seed",
+            "4",
+        ]
+    )
+    text = capsys.readouterr().out
+    assert rc == 0
+    assert "train 1, test 1" in text and "recall @ IoU 0.5" in text and "wall time" in text
+    assert read_wsal_json(out / "annotations.json").labels == ["wave"]

@@ -1,0 +1,233 @@
+"""The localization pipeline: detections -> linking -> tubes -> method -> reranking -> evaluation.
+
+Plain functions over already-built stage objects (``train.py`` builds them from the Hydra config);
+usable from a notebook. Tubes are cached per (dataset, detector, linker) under ``cache_dir``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from wsal.data.annotations import DatasetIndex
+from wsal.data.datasets import PreparedDataset
+from wsal.evaluation import (
+    AUC_THRESHOLDS,
+    GroundTruth,
+    proposal_recall,
+    video_ap,
+    video_classification_accuracy,
+)
+from wsal.structures import Detections, TubeDetections, Tubes, atomic_savez
+
+log = logging.getLogger(__name__)
+
+__all__ = ["EvaluationSpec", "link_cached", "tubes_to_detections", "run_localization"]
+
+
+class Linker(Protocol):
+    name: str
+
+    def cache_key(self) -> str: ...
+    def link(self, dets: Mapping[str, Detections]) -> dict[str, Tubes]: ...
+
+
+@dataclass
+class EvaluationSpec:
+    """How results are evaluated (printed next to every number)."""
+
+    split: str = "test"
+    protocol: str = "act"
+    iou: Sequence[float] = (0.2, 0.5, 0.75)
+    nms: float = 0.3
+    recall_iou: Sequence[float] = (0.2, 0.5)
+    num_pictures: int = 4
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+# ------------------------------------------------------------------------------------ tube cache
+def _save_tubes(path: Path, tubes: Mapping[str, Tubes]) -> None:
+    videos, scores, lengths, rows, box_index = [], [], [], [], []
+    for v, t in tubes.items():
+        for k in range(t.num_tubes):
+            f = np.nonzero(t.valid[k])[0]
+            videos.append(v)
+            scores.append(t.scores[k])
+            lengths.append(f.size)
+            rows.append(np.c_[f, t.boxes[k, f]])
+            box_index.append(t.box_index[k, f])
+    atomic_savez(path, video=np.array(videos, dtype=str), score=np.array(scores, np.float32),
+                 offsets=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+                 rows=np.concatenate(rows) if rows else np.zeros((0, 5)),
+                 box_index=np.concatenate(box_index) if box_index else np.zeros(0, np.int64),
+                 all_videos=np.array(list(tubes), dtype=str))
+
+
+def _load_tubes(path: Path, nframes: Mapping[str, int]) -> dict[str, Tubes]:
+    with np.load(path, allow_pickle=False) as z:
+        video, score, off, rows, bidx, all_videos = (z[k] for k in (
+            "video", "score", "offsets", "rows", "box_index", "all_videos"))
+    out: dict[str, Tubes] = {}
+    for v in all_videos:
+        v = str(v)
+        idx = np.nonzero(video == v)[0]
+        f_total = nframes[v]
+        k = idx.size
+        boxes = np.zeros((k, f_total, 4), np.float32)
+        valid = np.zeros((k, f_total), bool)
+        bi = np.full((k, f_total), -1, np.int64)
+        for j, i in enumerate(idx):
+            r = rows[off[i]:off[i + 1]]
+            f = r[:, 0].astype(np.int64)
+            boxes[j, f] = r[:, 1:]
+            valid[j, f] = True
+            bi[j, f] = bidx[off[i]:off[i + 1]]
+        out[v] = Tubes(boxes, valid, bi, score[idx])
+    return out
+
+
+def link_cached(prepared: PreparedDataset, detector: Any, linker: Linker,
+                cache_dir: str | os.PathLike) -> tuple[dict[str, Detections], dict[str, Tubes]]:
+    """Detections and tubes of every video; tubes are read from / written to the cache.
+
+    The cache key holds the dataset's, the detector's and the linker's keys, so changing any
+    parameter that shapes the tubes links again.
+    """
+    index = prepared.index
+    dets = detector.load(index, prepared.detections)
+    key = f"{prepared.cache_key}__{detector.name}-{detector.cache_key(prepared.detections)}__" \
+          f"{linker.name}-{linker.cache_key()}"
+    path = Path(cache_dir) / f"tubes__{key}.npz"
+    nframes = {v: info.nframes for v, info in index.videos.items()}
+    if path.exists():
+        log.info("tubes from cache %s", path)
+        return dets, _load_tubes(path, nframes)
+    tubes = linker.link(dets)
+    _save_tubes(path, tubes)
+    return dets, tubes
+
+
+def tubes_to_detections(videos: Sequence[str], tubes: Mapping[str, Tubes]) -> TubeDetections:
+    """Class-agnostic TubeDetections (label -1, score = tube score) of the given videos."""
+    return TubeDetections.concat([TubeDetections.from_tubes(v, tubes[v]) for v in videos])
+
+
+# ---------------------------------------------------------------------------------- evaluation
+def evaluate(index: DatasetIndex, results: TubeDetections, proposals: TubeDetections,
+             spec: EvaluationSpec) -> dict[str, Any]:
+    """video-AP (+ AUC over 0.1-0.6, mAP@0.5:0.95), proposal recall and classification accuracy."""
+    gt = GroundTruth.from_index(index, spec.split)
+    taus = sorted({float(t) for t in spec.iou} | set(AUC_THRESHOLDS))
+    vap = video_ap(gt, results, thresholds=taus, protocol=spec.protocol, nms=spec.nms)
+    recall = proposal_recall(gt, proposals, thresholds=spec.recall_iou, protocol=spec.protocol)
+    return {
+        "protocol": spec.protocol,
+        "nms": spec.nms,
+        "split": spec.split,
+        "num_videos": len(gt.videos),
+        "num_gt_tubes": gt.num_tubes,
+        "num_detections": vap.num_detections,
+        "video_mAP": {f"{t:g}": vap.map(t) for t in spec.iou},
+        "AP": {f"{t:g}": dict(zip(gt.labels, map(float, vap.ap[round(t, 6)]))) for t in spec.iou},
+        "mAP@0.5:0.95": vap.map_50_95,
+        "AUC@0.1:0.6": vap.auc(),
+        "mAP_curve": {f"{t:g}": vap.map(t) for t in taus},
+        "proposal_recall": {f"{t:g}": [float(x) for x in r] for t, r in recall.items()},
+        "video_accuracy": video_classification_accuracy(gt, results),
+        "eval_seconds": vap.seconds,
+    }
+
+
+def _write_json(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as fh:
+        json.dump(data, fh, indent=1)
+    os.replace(tmp, path)
+
+
+def print_summary(res: dict[str, Any], title: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title, caption=(
+        f"protocol={res['protocol']} (ACT/MOC videoAP)  nms={res['nms']:g}  split={res['split']}  "
+        f"videos={res['num_videos']}  GT tubes={res['num_gt_tubes']}"
+        if res["protocol"] == "act" else
+        f"protocol={res['protocol']}  nms={res['nms']:g}  split={res['split']}"))
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for t, m in res["video_mAP"].items():
+        table.add_row(f"video-mAP@{t}", f"{m:.4f}")
+    table.add_row("video-mAP@0.5:0.95", f"{res['mAP@0.5:0.95']:.4f}")
+    table.add_row("AUC (mAP over st-IoU 0.1-0.6)", f"{res['AUC@0.1:0.6']:.4f}")
+    for t, r in res["proposal_recall"].items():
+        if r:
+            table.add_row(f"proposal recall@{t} (1 / all {len(r)} tubes)", f"{r[0]:.3f} / {r[-1]:.3f}")
+    table.add_row("video accuracy (top tube's class)", f"{res['video_accuracy']:.3f}")
+    Console().print(table)
+
+
+def run_localization(prepared: PreparedDataset, detector: Any, linker: Linker, method: Any,
+                     reranker: Any, spec: EvaluationSpec, out_dir: str | os.PathLike,
+                     cache_dir: str | os.PathLike, run_info: dict[str, Any] | None = None
+                     ) -> dict[str, Any]:
+    """Link, predict, rerank, evaluate; write ``detections.npz``, ``results.json`` and pictures
+    into ``out_dir``; return the results dict."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    timings: dict[str, float] = {}
+    t = time.perf_counter()
+    dets, tubes = link_cached(prepared, detector, linker, cache_dir)
+    timings["detections+linking_s"] = time.perf_counter() - t
+    index = prepared.index
+    videos = index.split(spec.split)
+    t = time.perf_counter()
+    results = reranker(method.predict(index, videos, tubes))
+    timings["method_s"] = time.perf_counter() - t
+    results.save(out / "detections.npz")
+    proposals = tubes_to_detections(videos, tubes)
+    res = evaluate(index, results, proposals, spec)
+    res["timings"] = timings
+    res["dataset"] = prepared.name
+    res["num_boxes"] = int(sum(len(d) for d in dets.values()))
+    res.update(run_info or {})
+    _write_json(out / "results.json", res)
+    try:
+        save_pictures(index, videos, results, res, out, spec.num_pictures)
+    except Exception as e:  # pictures must never cost a researcher the numbers above
+        log.warning("could not draw pictures: %s", e)
+    return res
+
+
+def save_pictures(index: DatasetIndex, videos: Sequence[str], results: TubeDetections,
+                  res: dict[str, Any], out: Path, num: int) -> None:
+    """``tubes.png``: a few test videos with GT (blue) and the top detection (red);
+    ``recall.png``: proposal recall against the number of tubes per video."""
+    from wsal import viz
+
+    if num > 0:
+        # spread the pictures over classes: the first test video of each of `num` classes
+        chosen: list[str] = []
+        seen: set[int] = set()
+        for v in videos:
+            labs = index.videos[v].labels
+            if labs and labs[0] not in seen:
+                chosen.append(v)
+                seen.add(labs[0])
+            if len(chosen) == num:
+                break
+        strips = [viz.video_strip(index, v, results, num_frames=6, top_k=1,
+                                  label_names=index.labels) for v in chosen]
+        viz.save_strips(out / "tubes.png", strips)
+    curves = {f"st-IoU {t}": np.asarray(r) for t, r in res["proposal_recall"].items()}
+    viz.plot_recall(curves, out / "recall.png", title=f"proposal recall ({res['protocol']})")
