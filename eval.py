@@ -38,8 +38,12 @@ def main(cfg: DictConfig) -> float:
     run_cfg = OmegaConf.load(saved)
     dets_path = Path(cfg.detections) if cfg.detections else run_dir / "detections.npz"
     prepared = instantiate(run_cfg.dataset).prepare()
-    _, tubes = link_cached(prepared, instantiate(run_cfg.detector), instantiate(run_cfg.linker),
-                           run_cfg.paths.cache_dir)
+    _, tubes = link_cached(
+        prepared,
+        instantiate(run_cfg.detector),
+        instantiate(run_cfg.linker),
+        run_cfg.paths.cache_dir,
+    )
     spec = EvaluationSpec(**cfg.evaluation)
     videos = prepared.index.split(spec.split)
     results = TubeDetections.load(dets_path, label_names=prepared.index.labels)

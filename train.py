@@ -36,12 +36,25 @@ def run(cfg: DictConfig) -> dict:
 
     prepared = dataset.prepare()
     choices = dict(HydraConfig.get().runtime.choices) if HydraConfig.initialized() else {}
-    run_info = {"method": method.name, "linker": linker.name, "detector": detector.name,
-                "supervision": supervision.level, "reranking": reranker.name,
-                "choices": {k: v for k, v in choices.items() if not k.startswith("hydra")}}
-    res = run_localization(prepared, detector, linker, method, reranker,
-                           EvaluationSpec(**cfg.evaluation), cfg.paths.output_dir,
-                           cfg.paths.cache_dir, run_info)
+    run_info = {
+        "method": method.name,
+        "linker": linker.name,
+        "detector": detector.name,
+        "supervision": supervision.level,
+        "reranking": reranker.name,
+        "choices": {k: v for k, v in choices.items() if not k.startswith("hydra")},
+    }
+    res = run_localization(
+        prepared,
+        detector,
+        linker,
+        method,
+        reranker,
+        EvaluationSpec(**cfg.evaluation),
+        cfg.paths.output_dir,
+        cfg.paths.cache_dir,
+        run_info,
+    )
     metrics = {f"{cfg.evaluation.split}/video_mAP@{t}": m for t, m in res["video_mAP"].items()}
     metrics[f"{cfg.evaluation.split}/video_mAP@0.5:0.95"] = res["mAP@0.5:0.95"]
     metrics[f"{cfg.evaluation.split}/AUC@0.1:0.6"] = res["AUC@0.1:0.6"]

@@ -57,8 +57,9 @@ def build_case(index, videos, tubes_per_class, seed=0, length=100):
                 lens.append(n)
                 rows.append(np.c_[np.arange(f0, f0 + n), np.round(b, 1)])
     offsets = np.concatenate([[0], np.cumsum(lens)])
-    return TubeDetections(np.array(vid_col, dtype=object), lab_col, score_col, offsets,
-                          np.concatenate(rows))
+    return TubeDetections(
+        np.array(vid_col, dtype=object), lab_col, score_col, offsets, np.concatenate(rows)
+    )
 
 
 def main() -> None:
@@ -82,19 +83,39 @@ def main() -> None:
     from wsal.structures import TubeDetections
 
     dets = TubeDetections.load(dets_path)
-    print(f"case: {len(videos)} test videos, {len(dets)} tubes, mean length "
-          f"{dets.lengths().mean():.1f} frames, file {dets_path.stat().st_size / 2**20:.0f} MiB")
+    print(
+        f"case: {len(videos)} test videos, {len(dets)} tubes, mean length "
+        f"{dets.lengths().mean():.1f} frames, file {dets_path.stat().st_size / 2**20:.0f} MiB"
+    )
     res_json = out / "eval.json"
     t = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "wsal.evaluation", "--gt", str(GT), "--detections",
-                    str(dets_path), "--iou", "0.2", "0.5", "0.75", "--json", str(res_json)],
-                   check=True, cwd=ROOT)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "wsal.evaluation",
+            "--gt",
+            str(GT),
+            "--detections",
+            str(dets_path),
+            "--iou",
+            "0.2",
+            "0.5",
+            "0.75",
+            "--json",
+            str(res_json),
+        ],
+        check=True,
+        cwd=ROOT,
+    )
     wall = time.perf_counter() - t
     res = json.loads(res_json.read_text())
-    print(f"wsal.evaluation CLI: {wall:.2f} s wall (process start to exit), "
-          f"{res['seconds']:.2f} s inside; mAP@0.2/0.5/0.75 = "
-          + " / ".join(f"{res['iou'][k]['mAP']:.4f}" for k in ("0.2", "0.5", "0.75"))
-          + f", mAP@0.5:0.95 = {res['mAP@0.5:0.95']:.4f}")
+    print(
+        f"wsal.evaluation CLI: {wall:.2f} s wall (process start to exit), "
+        f"{res['seconds']:.2f} s inside; mAP@0.2/0.5/0.75 = "
+        + " / ".join(f"{res['iou'][k]['mAP']:.4f}" for k in ("0.2", "0.5", "0.75"))
+        + f", mAP@0.5:0.95 = {res['mAP@0.5:0.95']:.4f}"
+    )
     if args.reference_videos:
         sub_videos = videos[: args.reference_videos]
         from tests import act_reference as ref
@@ -112,24 +133,33 @@ def main() -> None:
         gt_sub = GroundTruth(sub_videos, gt.labels, *_sub_gt(gt, len(sub_videos)))
         taus = (0.2, 0.5, 0.75)
         t = time.perf_counter()
-        ref_ap = {tau: ref.video_ap(sub_videos, len(index.labels), ref_dets, ref_gt, tau) for tau in taus}
+        ref_ap = {
+            tau: ref.video_ap(sub_videos, len(index.labels), ref_dets, ref_gt, tau) for tau in taus
+        }
         t_ref = time.perf_counter() - t
         t = time.perf_counter()
         ours = video_ap(gt_sub, sub, thresholds=taus, with_coco=False)
         t_ours = time.perf_counter() - t
         diff = max(float(np.abs(ours.ap[tau] - ref_ap[tau]).max()) for tau in taus)
         scale = len(dets) / max(len(sub), 1)
-        print(f"slow twin on {len(sub_videos)} videos ({len(sub)} tubes), 3 thresholds: {t_ref:.1f} s "
-              f"(x{scale:.0f} -> ~{t_ref * scale:.0f} s for the full split, 3 thresholds); "
-              f"wsal on the same subset {t_ours:.2f} s; max |AP difference| = {diff:.2e}")
+        print(
+            f"slow twin on {len(sub_videos)} videos ({len(sub)} tubes), 3 thresholds: {t_ref:.1f} s "
+            f"(x{scale:.0f} -> ~{t_ref * scale:.0f} s for the full split, 3 thresholds); "
+            f"wsal on the same subset {t_ours:.2f} s; max |AP difference| = {diff:.2e}"
+        )
 
 
 def _sub_gt(gt, n):
     keep = np.nonzero(gt.video_idx < n)[0]
     lens = np.diff(gt.offsets)[keep]
-    rows = np.concatenate([gt.rows[gt.offsets[i]:gt.offsets[i + 1]] for i in keep])
-    return (gt.video_idx[keep], gt.label[keep], rows,
-            np.concatenate([[0], np.cumsum(lens)]).astype(np.int64), gt.video_labels[:n])
+    rows = np.concatenate([gt.rows[gt.offsets[i] : gt.offsets[i + 1]] for i in keep])
+    return (
+        gt.video_idx[keep],
+        gt.label[keep],
+        rows,
+        np.concatenate([[0], np.cumsum(lens)]).astype(np.int64),
+        gt.video_labels[:n],
+    )
 
 
 if __name__ == "__main__":

@@ -19,11 +19,19 @@ CONF = ROOT / "conf"
 GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir())
 OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((CONF / g).glob("*.yaml"))]
 # values a user must give for options with mandatory (???) fields
-REQUIRED = {("dataset", "custom"): ["dataset.annotations={gt}"],
-            ("detector", "file"): ["detector.path={dets}"]}
-TINY = ["dataset.videos_per_class_train=1", "dataset.videos_per_class_test=1",
-        "dataset.width=64", "dataset.height=48", "dataset.min_frames=16", "dataset.max_frames=20",
-        "dataset.progress=false"]
+REQUIRED = {
+    ("dataset", "custom"): ["dataset.annotations={gt}"],
+    ("detector", "file"): ["detector.path={dets}"],
+}
+TINY = [
+    "dataset.videos_per_class_train=1",
+    "dataset.videos_per_class_test=1",
+    "dataset.width=64",
+    "dataset.height=48",
+    "dataset.min_frames=16",
+    "dataset.max_frames=20",
+    "dataset.progress=false",
+]
 
 
 def compose_cfg(tmp_path, overrides, name="config"):
@@ -37,8 +45,17 @@ def compose_cfg(tmp_path, overrides, name="config"):
 
 
 def test_every_group_is_covered():
-    assert {"dataset", "detector", "linker", "method", "reranking", "supervision", "trainer",
-            "logger", "evaluation"} <= set(GROUPS)
+    assert {
+        "dataset",
+        "detector",
+        "linker",
+        "method",
+        "reranking",
+        "supervision",
+        "trainer",
+        "logger",
+        "evaluation",
+    } <= set(GROUPS)
 
 
 @pytest.mark.parametrize(("group", "option"), OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
@@ -74,8 +91,13 @@ def test_train_then_eval_end_to_end(tmp_path):
     """train.py on a tiny SynthActors, then eval.py re-evaluates the run under the VOC protocol."""
     run = tmp_path / "run"
     env_args = [f"paths.data_dir={tmp_path}/data", f"hydra.run.dir={run}", *TINY]
-    out = subprocess.run([sys.executable, "train.py", *env_args], cwd=ROOT, capture_output=True,
-                         text=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "train.py", *env_args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     res = json.loads((run / "results.json").read_text())
     assert res["protocol"] == "act" and res["dataset"] == "synthactors"
@@ -86,9 +108,19 @@ def test_train_then_eval_end_to_end(tmp_path):
     assert (run / "tubes.png").stat().st_size > 1000 and (run / "recall.png").exists()
     assert (run / "detections.npz").exists()
     assert "protocol=act" in out.stdout
-    out = subprocess.run([sys.executable, "eval.py", f"run_dir={run}", "evaluation.protocol=voc",
-                          f"hydra.run.dir={run}/eval"], cwd=ROOT, capture_output=True, text=True,
-                         timeout=300)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "eval.py",
+            f"run_dir={run}",
+            "evaluation.protocol=voc",
+            f"hydra.run.dir={run}/eval",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     res2 = json.loads((run / "eval" / "results.json").read_text())
     assert res2["protocol"] == "voc" and res2["num_videos"] == 7

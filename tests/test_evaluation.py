@@ -31,9 +31,15 @@ def make_gt(videos, labels, items):
     rows = [r for _, _, r in items]
     off = np.concatenate([[0], np.cumsum([len(r) for r in rows])]).astype(np.int64)
     vl = [sorted({lab for v2, lab, _ in items if v2 == v}) for v in videos]
-    return GroundTruth(list(videos), list(labels), np.array([vpos[v] for v, _, _ in items], np.int64),
-                       np.array([lab for _, lab, _ in items], np.int64),
-                       np.concatenate(rows) if rows else np.zeros((0, 5)), off, vl)
+    return GroundTruth(
+        list(videos),
+        list(labels),
+        np.array([vpos[v] for v, _, _ in items], np.int64),
+        np.array([lab for _, lab, _ in items], np.int64),
+        np.concatenate(rows) if rows else np.zeros((0, 5)),
+        off,
+        vl,
+    )
 
 
 # ----------------------------------------------------------------------------- hand-computed cases
@@ -72,11 +78,14 @@ def test_trapezoid_ap_hand_computed():
 def test_gt_matched_once_and_missing_gt_class():
     g = tube(0, 9, [10, 10, 50, 50])
     gt = make_gt(["v1", "v2"], ["a", "b"], [("v1", 0, g)])
-    dets = TubeDetections.from_list([
-        ("v1", 0, 0.9, g), ("v1", 0, 0.8, tube(0, 9, [12, 10, 52, 50])),  # duplicate of the GT
-        ("v2", 0, 0.7, g),  # video with no GT of its class -> FP
-        ("v1", 1, 0.5, g),  # class with detections but no GT anywhere -> AP 0, no crash
-    ])
+    dets = TubeDetections.from_list(
+        [
+            ("v1", 0, 0.9, g),
+            ("v1", 0, 0.8, tube(0, 9, [12, 10, 52, 50])),  # duplicate of the GT
+            ("v2", 0, 0.7, g),  # video with no GT of its class -> FP
+            ("v1", 1, 0.5, g),  # class with detections but no GT anywhere -> AP 0, no crash
+        ]
+    )
     with pytest.warns(UserWarning, match="no ground truth"):
         r = video_ap(gt, dets, thresholds=[0.5], nms=0)
     # class a: TP, FP, FP -> AP = 1 (recall reaches 1 at precision 1)
@@ -89,13 +98,17 @@ def test_gt_matched_once_and_missing_gt_class():
 def test_nms_removes_overlapping_duplicates_first():
     g = tube(0, 9, [10, 10, 50, 50])
     gt = make_gt(["v"], ["a"], [("v", 0, g), ("v", 0, tube(0, 9, [100, 100, 140, 140]))])
-    dets = TubeDetections.from_list([
-        ("v", 0, 0.9, g), ("v", 0, 0.8, tube(0, 9, [11, 10, 51, 50])),
-        ("v", 0, 0.1, tube(0, 9, [100, 100, 140, 140])),
-    ])
+    dets = TubeDetections.from_list(
+        [
+            ("v", 0, 0.9, g),
+            ("v", 0, 0.8, tube(0, 9, [11, 10, 51, 50])),
+            ("v", 0, 0.1, tube(0, 9, [100, 100, 140, 140])),
+        ]
+    )
     # without NMS: TP, FP, TP -> .5 + .5*(.5+2/3)/2 ; with NMS the duplicate goes: TP, TP -> 1
     assert video_ap(gt, dets, [0.5], nms=0, with_coco=False).map(0.5) == pytest.approx(
-        0.5 + 0.5 * (0.5 + 2 / 3) / 2, abs=1e-6)
+        0.5 + 0.5 * (0.5 + 2 / 3) / 2, abs=1e-6
+    )
     assert video_ap(gt, dets, [0.5], nms=0.3, with_coco=False).map(0.5) == pytest.approx(1.0)
 
 
@@ -121,11 +134,13 @@ def test_auc_and_accuracy_and_recall():
     g1 = tube(0, 9, [0, 0, 10, 10])
     g2 = tube(0, 9, [50, 50, 60, 60])
     gt = make_gt(["v1", "v2"], ["a", "b"], [("v1", 0, g1), ("v2", 1, g2)])
-    dets = TubeDetections.from_list([
-        ("v1", 0, 0.9, g1), ("v1", 1, 0.5, g1), ("v2", 0, 0.8, g2), ("v2", 1, 0.7, g2)])
+    dets = TubeDetections.from_list(
+        [("v1", 0, 0.9, g1), ("v1", 1, 0.5, g1), ("v2", 0, 0.8, g2), ("v2", 1, 0.7, g2)]
+    )
     assert video_classification_accuracy(gt, dets) == 0.5
-    props = TubeDetections.from_list([
-        ("v1", -1, 0.9, tube(0, 9, [30, 30, 40, 40])), ("v1", -1, 0.5, g1), ("v2", -1, 0.3, g2)])
+    props = TubeDetections.from_list(
+        [("v1", -1, 0.9, tube(0, 9, [30, 30, 40, 40])), ("v1", -1, 0.5, g1), ("v2", -1, 0.3, g2)]
+    )
     rec = proposal_recall(gt, props, thresholds=[0.5])[0.5]
     np.testing.assert_allclose(rec, [0.5, 1.0])  # v2's GT found by its 1st, v1's by its 2nd
 
@@ -169,7 +184,9 @@ def random_case(rng, n_videos=6, n_labels=3, integer=True, max_dets=12):
                 g = src[int(rng.integers(0, len(src)))]
                 a = int(rng.integers(0, len(g)))
                 b = int(rng.integers(a, len(g)))
-                rows = g[a : b + 1].astype(np.float64) + rng.normal(0, rng.uniform(0, 8), (b - a + 1, 5)) * [0, 1, 1, 1, 1]
+                rows = g[a : b + 1].astype(np.float64) + rng.normal(
+                    0, rng.uniform(0, 8), (b - a + 1, 5)
+                ) * [0, 1, 1, 1, 1]
             else:
                 f0 = int(rng.integers(0, 20))
                 rows = tube(f0, f0 + int(rng.integers(0, 10)), rng.uniform(0, 150, 4))
@@ -187,7 +204,9 @@ def random_case(rng, n_videos=6, n_labels=3, integer=True, max_dets=12):
     for v in videos:
         for lab, lst in dets[v].items():
             order_lists[(v, lab)] = lst
-    det_items = [(v, lab, s, r.astype(np.float64)) for (v, lab), lst in order_lists.items() for r, s in lst]
+    det_items = [
+        (v, lab, s, r.astype(np.float64)) for (v, lab), lst in order_lists.items() for r, s in lst
+    ]
     gt_items.sort(key=lambda t: (videos.index(t[0]), t[1]))
     return videos, gttubes, gt_items, dets, det_items
 
@@ -227,8 +246,12 @@ def test_st_iou_and_nms_match_reference(seed):
     allr = np.concatenate(rows)
     ii, jj = np.meshgrid(np.arange(len(lst)), np.arange(len(lst)), indexing="ij")
     fast = st_iou_pairs(allr, off, ii.ravel(), allr, off, jj.ravel(), plus_one=True)
-    slow = [ref.iou3dt(lst[i][0].astype(np.float64), lst[j][0].astype(np.float64))
-            for i, j in zip(ii.ravel(), jj.ravel())]
+    slow = [
+        ref.iou3dt(lst[i][0].astype(np.float64), lst[j][0].astype(np.float64))
+        for i, j in zip(ii.ravel(), jj.ravel())
+    ]
     np.testing.assert_allclose(fast, slow, atol=1e-9)
     keep = tube_nms(allr, off, np.array([s for _, s in lst]), 0.3, plus_one=True)
-    np.testing.assert_array_equal(keep, ref.nms3dt([(r.astype(np.float64), s) for r, s in lst], 0.3))
+    np.testing.assert_array_equal(
+        keep, ref.nms3dt([(r.astype(np.float64), s) for r, s in lst], 0.3)
+    )

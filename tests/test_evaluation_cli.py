@@ -34,9 +34,15 @@ def small_index(n_videos=8, labels=("a", "b", "c"), seed=0):
         g = tube(f0, f0 + int(rng.integers(5, 20)), rng.uniform(0, 80, 2).tolist() * 2)
         g[:, 3:5] += 30
         vid = f"{labels[lab]}/v{i}"
-        videos[vid] = VideoInfo(nframes=40, labels=[lab],
-                                tubes=[GTTube(lab, g[:, 0].astype(int), g[:, 1:])],
-                                width=160, height=120, fps=25.0, path=f"videos/{vid}.mp4")
+        videos[vid] = VideoInfo(
+            nframes=40,
+            labels=[lab],
+            tubes=[GTTube(lab, g[:, 0].astype(int), g[:, 1:])],
+            width=160,
+            height=120,
+            fps=25.0,
+            path=f"videos/{vid}.mp4",
+        )
         splits["test" if i % 2 else "train"].append(vid)
     return DatasetIndex(list(labels), splits, videos)
 
@@ -60,10 +66,38 @@ def test_cli_json_layout_and_npz_json_agree(tmp_path, capsys):
     dets = noisy_dets(index)
     dets.save(tmp_path / "d.npz")
     dets.save(tmp_path / "d.json", label_names=index.labels)
-    assert main(["--gt", str(tmp_path / "gt.json"), "--detections", str(tmp_path / "d.npz"),
-                 "--iou", "0.2", "0.50", "--json", str(tmp_path / "r1.json")]) == 0
-    assert main(["--gt", str(tmp_path / "gt.json"), "--detections", str(tmp_path / "d.json"),
-                 "--iou", "0.2", "0.50", "--json", str(tmp_path / "r2.json")]) == 0
+    assert (
+        main(
+            [
+                "--gt",
+                str(tmp_path / "gt.json"),
+                "--detections",
+                str(tmp_path / "d.npz"),
+                "--iou",
+                "0.2",
+                "0.50",
+                "--json",
+                str(tmp_path / "r1.json"),
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "--gt",
+                str(tmp_path / "gt.json"),
+                "--detections",
+                str(tmp_path / "d.json"),
+                "--iou",
+                "0.2",
+                "0.50",
+                "--json",
+                str(tmp_path / "r2.json"),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "protocol=act" in out and "nms=0.3" in out
     r1 = json.loads((tmp_path / "r1.json").read_text())
@@ -80,24 +114,45 @@ def test_cli_json_layout_and_npz_json_agree(tmp_path, capsys):
 def test_cli_errors_name_the_problem(tmp_path, capsys):
     index = small_index()
     write_wsal_json(index, tmp_path / "gt.json")
-    assert main(["--gt", str(tmp_path / "gt.json"), "--detections", str(tmp_path / "nope.npz")]) == 2
+    assert (
+        main(["--gt", str(tmp_path / "gt.json"), "--detections", str(tmp_path / "nope.npz")]) == 2
+    )
     assert "nope.npz" in capsys.readouterr().err
-    (tmp_path / "bad.json").write_text('{"detections": [{"video": "a/v1", "label": "zzz", "score": 1, "tube": [[0,1,2,3,4]]}]}')
-    assert main(["--gt", str(tmp_path / "gt.json"), "--detections", str(tmp_path / "bad.json")]) == 2
+    (tmp_path / "bad.json").write_text(
+        '{"detections": [{"video": "a/v1", "label": "zzz", "score": 1, "tube": [[0,1,2,3,4]]}]}'
+    )
+    assert (
+        main(["--gt", str(tmp_path / "gt.json"), "--detections", str(tmp_path / "bad.json")]) == 2
+    )
     err = capsys.readouterr().err
     assert "bad.json" in err and "zzz" in err
 
 
-@pytest.mark.skipif(not (SHARED / "ucfsports" / "UCFSports-GT.pkl").exists(), reason="shared data absent")
+@pytest.mark.skipif(
+    not (SHARED / "ucfsports" / "UCFSports-GT.pkl").exists(), reason="shared data absent"
+)
 def test_cli_on_real_ucfsports_gt_perfect_detections(tmp_path):
     from wsal.data.annotations import load_index
 
     gt_path = SHARED / "ucfsports" / "UCFSports-GT.pkl"
     index = load_index(gt_path)
-    items = [(v, t.label, 1.0, t.rows()) for v in index.split("test") for t in index.videos[v].tubes]
+    items = [
+        (v, t.label, 1.0, t.rows()) for v in index.split("test") for t in index.videos[v].tubes
+    ]
     TubeDetections.from_list(items).save(tmp_path / "d.npz")
-    assert main(["--gt", str(gt_path), "--detections", str(tmp_path / "d.npz"),
-                 "--json", str(tmp_path / "r.json")]) == 0
+    assert (
+        main(
+            [
+                "--gt",
+                str(gt_path),
+                "--detections",
+                str(tmp_path / "d.npz"),
+                "--json",
+                str(tmp_path / "r.json"),
+            ]
+        )
+        == 0
+    )
     r = json.loads((tmp_path / "r.json").read_text())
     # every class present in the test split is found perfectly
     present = {index.labels[t.label] for v in index.split("test") for t in index.videos[v].tubes}

@@ -37,14 +37,20 @@ class StoredDetections:
     def cache_key(self, default: Path | None) -> str:
         p = self.resolve(default)
         st = p.stat()
-        return hashlib.sha1(f"{p.resolve()}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:12]
+        return hashlib.sha1(f"{p.resolve()}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[
+            :12
+        ]
 
     def load(self, index: DatasetIndex, default: Path | None = None) -> dict[str, Detections]:
         """Detections of every video of ``index`` (a video without a row gets an empty set)."""
         path = self.resolve(default)
         nframes = {v: info.nframes for v, info in index.videos.items()}
-        sizes = {v: (info.width, info.height) for v, info in index.videos.items()
-                 if info.width and info.height}
-        dets = load_detections(path, num_frames=nframes,
-                               frame_size=sizes if len(sizes) == len(nframes) else None)
+        sizes = {
+            v: (info.width, info.height)
+            for v, info in index.videos.items()
+            if info.width and info.height
+        }
+        dets = load_detections(
+            path, num_frames=nframes, frame_size=sizes if len(sizes) == len(nframes) else None
+        )
         return {v: dets.get(v, Detections.empty(nframes[v])) for v in index.videos}

@@ -65,17 +65,22 @@ def _save_tubes(path: Path, tubes: Mapping[str, Tubes]) -> None:
             lengths.append(f.size)
             rows.append(np.c_[f, t.boxes[k, f]])
             box_index.append(t.box_index[k, f])
-    atomic_savez(path, video=np.array(videos, dtype=str), score=np.array(scores, np.float32),
-                 offsets=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
-                 rows=np.concatenate(rows) if rows else np.zeros((0, 5)),
-                 box_index=np.concatenate(box_index) if box_index else np.zeros(0, np.int64),
-                 all_videos=np.array(list(tubes), dtype=str))
+    atomic_savez(
+        path,
+        video=np.array(videos, dtype=str),
+        score=np.array(scores, np.float32),
+        offsets=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+        rows=np.concatenate(rows) if rows else np.zeros((0, 5)),
+        box_index=np.concatenate(box_index) if box_index else np.zeros(0, np.int64),
+        all_videos=np.array(list(tubes), dtype=str),
+    )
 
 
 def _load_tubes(path: Path, nframes: Mapping[str, int]) -> dict[str, Tubes]:
     with np.load(path, allow_pickle=False) as z:
-        video, score, off, rows, bidx, all_videos = (z[k] for k in (
-            "video", "score", "offsets", "rows", "box_index", "all_videos"))
+        video, score, off, rows, bidx, all_videos = (
+            z[k] for k in ("video", "score", "offsets", "rows", "box_index", "all_videos")
+        )
     out: dict[str, Tubes] = {}
     for v in all_videos:
         v = str(v)
@@ -86,17 +91,18 @@ def _load_tubes(path: Path, nframes: Mapping[str, int]) -> dict[str, Tubes]:
         valid = np.zeros((k, f_total), bool)
         bi = np.full((k, f_total), -1, np.int64)
         for j, i in enumerate(idx):
-            r = rows[off[i]:off[i + 1]]
+            r = rows[off[i] : off[i + 1]]
             f = r[:, 0].astype(np.int64)
             boxes[j, f] = r[:, 1:]
             valid[j, f] = True
-            bi[j, f] = bidx[off[i]:off[i + 1]]
+            bi[j, f] = bidx[off[i] : off[i + 1]]
         out[v] = Tubes(boxes, valid, bi, score[idx])
     return out
 
 
-def link_cached(prepared: PreparedDataset, detector: Any, linker: Linker,
-                cache_dir: str | os.PathLike) -> tuple[dict[str, Detections], dict[str, Tubes]]:
+def link_cached(
+    prepared: PreparedDataset, detector: Any, linker: Linker, cache_dir: str | os.PathLike
+) -> tuple[dict[str, Detections], dict[str, Tubes]]:
     """Detections and tubes of every video; tubes are read from / written to the cache.
 
     The cache key holds the dataset's, the detector's and the linker's keys, so changing any
@@ -104,8 +110,10 @@ def link_cached(prepared: PreparedDataset, detector: Any, linker: Linker,
     """
     index = prepared.index
     dets = detector.load(index, prepared.detections)
-    key = f"{prepared.cache_key}__{detector.name}-{detector.cache_key(prepared.detections)}__" \
-          f"{linker.name}-{linker.cache_key()}"
+    key = (
+        f"{prepared.cache_key}__{detector.name}-{detector.cache_key(prepared.detections)}__"
+        f"{linker.name}-{linker.cache_key()}"
+    )
     path = Path(cache_dir) / f"tubes__{key}.npz"
     nframes = {v: info.nframes for v, info in index.videos.items()}
     if path.exists():
@@ -122,8 +130,9 @@ def tubes_to_detections(videos: Sequence[str], tubes: Mapping[str, Tubes]) -> Tu
 
 
 # ---------------------------------------------------------------------------------- evaluation
-def evaluate(index: DatasetIndex, results: TubeDetections, proposals: TubeDetections,
-             spec: EvaluationSpec) -> dict[str, Any]:
+def evaluate(
+    index: DatasetIndex, results: TubeDetections, proposals: TubeDetections, spec: EvaluationSpec
+) -> dict[str, Any]:
     """video-AP (+ AUC over 0.1-0.6, mAP@0.5:0.95), proposal recall and classification accuracy."""
     gt = GroundTruth.from_index(index, spec.split)
     taus = sorted({float(t) for t in spec.iou} | set(AUC_THRESHOLDS))
@@ -159,11 +168,15 @@ def print_summary(res: dict[str, Any], title: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=title, caption=(
-        f"protocol={res['protocol']} (ACT/MOC videoAP)  nms={res['nms']:g}  split={res['split']}  "
-        f"videos={res['num_videos']}  GT tubes={res['num_gt_tubes']}"
-        if res["protocol"] == "act" else
-        f"protocol={res['protocol']}  nms={res['nms']:g}  split={res['split']}"))
+    table = Table(
+        title=title,
+        caption=(
+            f"protocol={res['protocol']} (ACT/MOC videoAP)  nms={res['nms']:g}  split={res['split']}  "
+            f"videos={res['num_videos']}  GT tubes={res['num_gt_tubes']}"
+            if res["protocol"] == "act"
+            else f"protocol={res['protocol']}  nms={res['nms']:g}  split={res['split']}"
+        ),
+    )
     table.add_column("metric")
     table.add_column("value", justify="right")
     for t, m in res["video_mAP"].items():
@@ -172,15 +185,24 @@ def print_summary(res: dict[str, Any], title: str) -> None:
     table.add_row("AUC (mAP over st-IoU 0.1-0.6)", f"{res['AUC@0.1:0.6']:.4f}")
     for t, r in res["proposal_recall"].items():
         if r:
-            table.add_row(f"proposal recall@{t} (1 / all {len(r)} tubes)", f"{r[0]:.3f} / {r[-1]:.3f}")
+            table.add_row(
+                f"proposal recall@{t} (1 / all {len(r)} tubes)", f"{r[0]:.3f} / {r[-1]:.3f}"
+            )
     table.add_row("video accuracy (top tube's class)", f"{res['video_accuracy']:.3f}")
     Console().print(table)
 
 
-def run_localization(prepared: PreparedDataset, detector: Any, linker: Linker, method: Any,
-                     reranker: Any, spec: EvaluationSpec, out_dir: str | os.PathLike,
-                     cache_dir: str | os.PathLike, run_info: dict[str, Any] | None = None
-                     ) -> dict[str, Any]:
+def run_localization(
+    prepared: PreparedDataset,
+    detector: Any,
+    linker: Linker,
+    method: Any,
+    reranker: Any,
+    spec: EvaluationSpec,
+    out_dir: str | os.PathLike,
+    cache_dir: str | os.PathLike,
+    run_info: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Link, predict, rerank, evaluate; write ``detections.npz``, ``results.json`` and pictures
     into ``out_dir``; return the results dict."""
     out = Path(out_dir)
@@ -209,8 +231,14 @@ def run_localization(prepared: PreparedDataset, detector: Any, linker: Linker, m
     return res
 
 
-def save_pictures(index: DatasetIndex, videos: Sequence[str], results: TubeDetections,
-                  res: dict[str, Any], out: Path, num: int) -> None:
+def save_pictures(
+    index: DatasetIndex,
+    videos: Sequence[str],
+    results: TubeDetections,
+    res: dict[str, Any],
+    out: Path,
+    num: int,
+) -> None:
     """``tubes.png``: a few test videos with GT (blue) and the top detection (red);
     ``recall.png``: proposal recall against the number of tubes per video."""
     from wsal import viz
@@ -226,8 +254,10 @@ def save_pictures(index: DatasetIndex, videos: Sequence[str], results: TubeDetec
                 seen.add(labs[0])
             if len(chosen) == num:
                 break
-        strips = [viz.video_strip(index, v, results, num_frames=6, top_k=1,
-                                  label_names=index.labels) for v in chosen]
+        strips = [
+            viz.video_strip(index, v, results, num_frames=6, top_k=1, label_names=index.labels)
+            for v in chosen
+        ]
         viz.save_strips(out / "tubes.png", strips)
     curves = {f"st-IoU {t}": np.asarray(r) for t, r in res["proposal_recall"].items()}
     viz.plot_recall(curves, out / "recall.png", title=f"proposal recall ({res['protocol']})")

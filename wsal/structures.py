@@ -28,8 +28,10 @@ __all__ = ["Detections", "Tubes", "TubeDetections", "atomic_savez"]
 def _as(array: object, dtype: type | np.dtype, name: str) -> np.ndarray:
     out = np.asarray(array)
     if out.dtype != dtype:
-        if np.issubdtype(np.dtype(dtype), np.integer) and out.size and not np.issubdtype(
-            out.dtype, np.integer
+        if (
+            np.issubdtype(np.dtype(dtype), np.integer)
+            and out.size
+            and not np.issubdtype(out.dtype, np.integer)
         ):
             if not np.all(np.isfinite(out)) or np.any(np.asarray(out) != np.round(out)):
                 raise ValueError(f"{name}: expected integers, got non-integer values")
@@ -48,7 +50,7 @@ def atomic_savez(path: str | os.PathLike, **arrays: np.ndarray) -> None:
     os.close(fd)
     try:
         with open(tmp, "wb") as fh:
-            np.savez(fh, **arrays)
+            np.savez(fh, **arrays)  # type: ignore[arg-type]
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -84,8 +86,10 @@ class Detections:
     def __post_init__(self) -> None:
         self.frame = _as(self.frame, np.int64, "frame").reshape(-1)
         n = self.frame.shape[0]
-        self.boxes = _as(self.boxes, np.float32, "boxes").reshape(n, 4) if n else np.zeros(
-            (0, 4), np.float32
+        self.boxes = (
+            _as(self.boxes, np.float32, "boxes").reshape(n, 4)
+            if n
+            else np.zeros((0, 4), np.float32)
         )
         self.scores = _as(self.scores, np.float32, "scores").reshape(-1)
         self.num_frames = int(self.num_frames)
@@ -111,13 +115,21 @@ class Detections:
         self.frame_ptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
 
     @classmethod
-    def from_unsorted(cls, frame: np.ndarray, boxes: np.ndarray, scores: np.ndarray,
-                      num_frames: int, labels: np.ndarray | None = None,
-                      features: np.ndarray | None = None) -> Detections:
+    def from_unsorted(
+        cls,
+        frame: np.ndarray,
+        boxes: np.ndarray,
+        scores: np.ndarray,
+        num_frames: int,
+        labels: np.ndarray | None = None,
+        features: np.ndarray | None = None,
+    ) -> Detections:
         """Sort rows by frame (stable, so the order within a frame is kept) and build."""
         order = np.argsort(np.asarray(frame), kind="stable")
         return cls(
-            np.asarray(frame)[order], np.asarray(boxes)[order], np.asarray(scores)[order],
+            np.asarray(frame)[order],
+            np.asarray(boxes)[order],
+            np.asarray(scores)[order],
             num_frames,
             None if labels is None else np.asarray(labels)[order],
             None if features is None else np.asarray(features)[order],
@@ -125,8 +137,9 @@ class Detections:
 
     @classmethod
     def empty(cls, num_frames: int) -> Detections:
-        return cls(np.zeros(0, np.int64), np.zeros((0, 4), np.float32), np.zeros(0, np.float32),
-                   num_frames)
+        return cls(
+            np.zeros(0, np.int64), np.zeros((0, 4), np.float32), np.zeros(0, np.float32), num_frames
+        )
 
     def __len__(self) -> int:
         return int(self.frame.shape[0])
@@ -145,15 +158,19 @@ class Detections:
         if idx.dtype != bool and np.any(np.diff(idx) < 0):
             raise ValueError("index must be sorted to keep frames sorted")
         return Detections(
-            self.frame[idx], self.boxes[idx], self.scores[idx], self.num_frames,
+            self.frame[idx],
+            self.boxes[idx],
+            self.scores[idx],
+            self.num_frames,
             None if self.labels is None else self.labels[idx],
             None if self.features is None else self.features[idx],
         )
 
     def with_scores(self, scores: np.ndarray) -> Detections:
         """Same boxes, new scores (e.g. model scores instead of priors)."""
-        return Detections(self.frame, self.boxes, scores, self.num_frames, self.labels,
-                          self.features)
+        return Detections(
+            self.frame, self.boxes, scores, self.num_frames, self.labels, self.features
+        )
 
     def to_torch(self, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
         """Tensors on ``device``: frame int64[N], boxes float32[N,4], scores float32[N]."""
@@ -218,8 +235,12 @@ class Tubes:
 
     @classmethod
     def empty(cls, num_frames: int) -> Tubes:
-        return cls(np.zeros((0, num_frames, 4), np.float32), np.zeros((0, num_frames), bool),
-                   np.zeros((0, num_frames), np.int64), np.zeros(0, np.float32))
+        return cls(
+            np.zeros((0, num_frames, 4), np.float32),
+            np.zeros((0, num_frames), bool),
+            np.zeros((0, num_frames), np.int64),
+            np.zeros(0, np.float32),
+        )
 
     def extent(self) -> tuple[np.ndarray, np.ndarray]:
         """(start int64[K], end int64[K]) first and last valid frame, inclusive; -1 if empty."""
@@ -234,14 +255,20 @@ class Tubes:
 
     def select(self, index: np.ndarray) -> Tubes:
         idx = np.asarray(index)
-        return Tubes(self.boxes[idx], self.valid[idx], self.box_index[idx], self.scores[idx],
-                     None if self.labels is None else self.labels[idx])
+        return Tubes(
+            self.boxes[idx],
+            self.valid[idx],
+            self.box_index[idx],
+            self.scores[idx],
+            None if self.labels is None else self.labels[idx],
+        )
 
     def rows(self, k: int) -> np.ndarray:
         """float64[n, 5] ``[frame, x1, y1, x2, y2]`` rows of tube ``k`` (its valid frames)."""
         frames = np.nonzero(self.valid[k])[0]
-        return np.concatenate([frames[:, None].astype(np.float64),
-                               self.boxes[k, frames].astype(np.float64)], axis=1)
+        return np.concatenate(
+            [frames[:, None].astype(np.float64), self.boxes[k, frames].astype(np.float64)], axis=1
+        )
 
     def to_torch(self, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
         return {
@@ -283,8 +310,10 @@ class TubeDetections:
             )
         if self.offsets.shape != (n + 1,):
             raise ValueError(f"offsets has shape {self.offsets.shape}, expected ({n + 1},)")
-        if self.offsets[0] != 0 or self.offsets[-1] != self.rows.shape[0] or np.any(
-            np.diff(self.offsets) < 0
+        if (
+            self.offsets[0] != 0
+            or self.offsets[-1] != self.rows.shape[0]
+            or np.any(np.diff(self.offsets) < 0)
         ):
             raise ValueError("offsets must start at 0, be non-decreasing and end at len(rows)")
         if not np.all(np.isfinite(self.rows)):
@@ -300,7 +329,7 @@ class TubeDetections:
 
     def tube(self, i: int) -> np.ndarray:
         """float64[n, 5] rows of detection ``i``."""
-        return self.rows[self.offsets[i]:self.offsets[i + 1]]
+        return self.rows[self.offsets[i] : self.offsets[i + 1]]
 
     def lengths(self) -> np.ndarray:
         return np.diff(self.offsets)
@@ -311,12 +340,22 @@ class TubeDetections:
 
     @classmethod
     def empty(cls) -> TubeDetections:
-        return cls(np.zeros(0, str), np.zeros(0, np.int64), np.zeros(0), np.zeros(1, np.int64),
-                   np.zeros((0, 5)))
+        return cls(
+            np.zeros(0, str),
+            np.zeros(0, np.int64),
+            np.zeros(0),
+            np.zeros(1, np.int64),
+            np.zeros((0, 5)),
+        )
 
     @classmethod
-    def from_tubes(cls, video: str, tubes: Tubes, labels: np.ndarray | None = None,
-                   scores: np.ndarray | None = None) -> TubeDetections:
+    def from_tubes(
+        cls,
+        video: str,
+        tubes: Tubes,
+        labels: np.ndarray | None = None,
+        scores: np.ndarray | None = None,
+    ) -> TubeDetections:
         """One row per tube of one video; labels/scores default to the tubes' own."""
         k = tubes.num_tubes
         labels = tubes.labels if labels is None else labels
@@ -324,8 +363,9 @@ class TubeDetections:
             labels = np.full(k, -1, np.int64)
         scores = tubes.scores if scores is None else scores
         kk, ff = np.nonzero(tubes.valid)  # row-major: grouped by tube, frames ascending
-        rows = np.concatenate([ff[:, None].astype(np.float64),
-                               tubes.boxes[kk, ff].astype(np.float64)], axis=1)
+        rows = np.concatenate(
+            [ff[:, None].astype(np.float64), tubes.boxes[kk, ff].astype(np.float64)], axis=1
+        )
         offsets = np.concatenate([[0], np.cumsum(tubes.lengths())])
         return cls(np.full(k, video, dtype=object), labels, scores, offsets, rows)
 
@@ -336,8 +376,13 @@ class TubeDetections:
             return cls.empty()
         rows = [np.asarray(t[3], dtype=np.float64).reshape(-1, 5) for t in items]
         offsets = np.concatenate([[0], np.cumsum([len(r) for r in rows])])
-        return cls(np.array([t[0] for t in items], dtype=object), [t[1] for t in items],
-                   [t[2] for t in items], offsets, np.concatenate(rows, axis=0))
+        return cls(
+            np.array([t[0] for t in items], dtype=object),
+            np.array([t[1] for t in items], dtype=np.int64),
+            np.array([t[2] for t in items], dtype=np.float64),
+            offsets,
+            np.concatenate(rows, axis=0),
+        )
 
     @staticmethod
     def concat(parts: Sequence[TubeDetections]) -> TubeDetections:
@@ -360,10 +405,16 @@ class TubeDetections:
         lengths = self.lengths()[idx]
         starts = self.offsets[idx]
         # gather rows of the selected tubes without a Python loop
-        row_idx = np.repeat(starts - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths) + \
-            np.arange(int(lengths.sum()))
-        return TubeDetections(self.video[idx], self.label[idx], self.score[idx],
-                              np.concatenate([[0], np.cumsum(lengths)]), self.rows[row_idx])
+        row_idx = np.repeat(
+            starts - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths
+        ) + np.arange(int(lengths.sum()))
+        return TubeDetections(
+            self.video[idx],
+            self.label[idx],
+            self.score[idx],
+            np.concatenate([[0], np.cumsum(lengths)]),
+            self.rows[row_idx],
+        )
 
     # ----------------------------------------------------------------------------------------- I/O
     def save(self, path: str | os.PathLike, label_names: Sequence[str] | None = None) -> None:
@@ -378,24 +429,35 @@ class TubeDetections:
 
             dets = []
             for v, lab, s, rows in self:
-                dets.append({
-                    "video": v,
-                    "label": label_names[lab] if (label_names is not None and lab >= 0) else lab,
-                    "score": s,
-                    "tube": [[int(r[0]), *map(float, r[1:])] for r in rows],
-                })
+                dets.append(
+                    {
+                        "video": v,
+                        "label": label_names[lab]
+                        if (label_names is not None and lab >= 0)
+                        else lab,
+                        "score": s,
+                        "tube": [[int(r[0]), *map(float, r[1:])] for r in rows],
+                    }
+                )
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
             with os.fdopen(fd, "w") as fh:
                 json.dump({"detections": dets}, fh)
             os.replace(tmp, path)
         else:
-            atomic_savez(path, video=self.video.astype(str), label=self.label, score=self.score,
-                         offsets=self.offsets, rows=self.rows)
+            atomic_savez(
+                path,
+                video=self.video.astype(str),
+                label=self.label,
+                score=self.score,
+                offsets=self.offsets,
+                rows=self.rows,
+            )
 
     @classmethod
-    def load(cls, path: str | os.PathLike, label_names: Sequence[str] | None = None
-             ) -> TubeDetections:
+    def load(
+        cls, path: str | os.PathLike, label_names: Sequence[str] | None = None
+    ) -> TubeDetections:
         """Read either file form; JSON labels may be names (then ``label_names`` is required)."""
         path = Path(path)
         if not path.exists():
@@ -421,7 +483,9 @@ class TubeDetections:
                         lab = name_to_idx[lab]
                     rows = np.asarray(d["tube"], dtype=np.float64)
                     if rows.ndim != 2 or rows.shape[1] != 5:
-                        raise ValueError(f"tube must be [[frame,x1,y1,x2,y2],...], got {rows.shape}")
+                        raise ValueError(
+                            f"tube must be [[frame,x1,y1,x2,y2],...], got {rows.shape}"
+                        )
                     items.append((str(d["video"]), int(lab), float(d["score"]), rows))
                 except (KeyError, TypeError, ValueError) as e:
                     raise ValueError(

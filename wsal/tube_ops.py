@@ -63,10 +63,12 @@ def box_iou(a: np.ndarray, b: np.ndarray, plus_one: bool = False) -> np.ndarray:
     b = np.asarray(b, dtype=np.float64)
     e = 1.0 if plus_one else 0.0
     w = np.maximum(  # [N, M]
-        0.0, np.minimum(a[:, None, 2] + e, b[None, :, 2] + e) - np.maximum(a[:, None, 0], b[None, :, 0])
+        0.0,
+        np.minimum(a[:, None, 2] + e, b[None, :, 2] + e) - np.maximum(a[:, None, 0], b[None, :, 0]),
     )
     h = np.maximum(  # [N, M]
-        0.0, np.minimum(a[:, None, 3] + e, b[None, :, 3] + e) - np.maximum(a[:, None, 1], b[None, :, 1])
+        0.0,
+        np.minimum(a[:, None, 3] + e, b[None, :, 3] + e) - np.maximum(a[:, None, 1], b[None, :, 1]),
     )
     inter = w * h
     union = box_area(a, plus_one)[:, None] + box_area(b, plus_one)[None, :] - inter  # [N, M]
@@ -74,8 +76,9 @@ def box_iou(a: np.ndarray, b: np.ndarray, plus_one: bool = False) -> np.ndarray:
         return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
 
 
-def temporal_iou(start_a: np.ndarray, end_a: np.ndarray, start_b: np.ndarray,
-                 end_b: np.ndarray) -> np.ndarray:
+def temporal_iou(
+    start_a: np.ndarray, end_a: np.ndarray, start_b: np.ndarray, end_b: np.ndarray
+) -> np.ndarray:
     """Temporal IoU of inclusive frame ranges ``[start, end]`` (counts frames, so a one-frame
     overlap is 1 frame, as in ACT). Broadcasts; 0 where the ranges do not overlap."""
     inter = np.minimum(end_a, end_b) - np.maximum(start_a, start_b) + 1
@@ -87,9 +90,16 @@ def ragged_lengths(offsets: np.ndarray) -> np.ndarray:
     return np.diff(np.asarray(offsets, dtype=np.int64))
 
 
-def st_iou_pairs(rows_a: np.ndarray, offsets_a: np.ndarray, idx_a: np.ndarray,
-                 rows_b: np.ndarray, offsets_b: np.ndarray, idx_b: np.ndarray,
-                 plus_one: bool = False, chunk_frames: int = 131_072) -> np.ndarray:
+def st_iou_pairs(
+    rows_a: np.ndarray,
+    offsets_a: np.ndarray,
+    idx_a: np.ndarray,
+    rows_b: np.ndarray,
+    offsets_b: np.ndarray,
+    idx_b: np.ndarray,
+    plus_one: bool = False,
+    chunk_frames: int = 131_072,
+) -> np.ndarray:
     """Spatio-temporal IoU of many tube pairs: tube ``idx_a[p]`` of set A with ``idx_b[p]`` of B.
 
     Tubes must be contiguous in time (no gaps: see :func:`interpolate_gaps`) with sorted frames.
@@ -122,7 +132,9 @@ def st_iou_pairs(rows_a: np.ndarray, offsets_a: np.ndarray, idx_a: np.ndarray,
     cuts = np.concatenate([[0], np.flatnonzero(np.diff(chunk_id)) + 1, [live.size]])
     e = 1.0 if plus_one else 0.0
     cols_a = [np.ascontiguousarray(rows_a[:, c]) for c in range(1, 5)]
-    cols_b = cols_a if rows_b is rows_a else [np.ascontiguousarray(rows_b[:, c]) for c in range(1, 5)]
+    cols_b = (
+        cols_a if rows_b is rows_a else [np.ascontiguousarray(rows_b[:, c]) for c in range(1, 5)]
+    )
     for lo, hi in zip(cuts[:-1], cuts[1:]):
         p = live[lo:hi]
         n = n_over[p]
@@ -155,8 +167,17 @@ def st_iou(a: np.ndarray, b: np.ndarray, plus_one: bool = False) -> float:
     """st-IoU of two contiguous tubes given as ``rows float[n, 5]`` (see :func:`st_iou_pairs`)."""
     a = np.asarray(a, dtype=np.float64).reshape(-1, 5)
     b = np.asarray(b, dtype=np.float64).reshape(-1, 5)
-    return float(st_iou_pairs(a, np.array([0, len(a)]), np.array([0]),
-                              b, np.array([0, len(b)]), np.array([0]), plus_one)[0])
+    return float(
+        st_iou_pairs(
+            a,
+            np.array([0, len(a)]),
+            np.array([0]),
+            b,
+            np.array([0, len(b)]),
+            np.array([0]),
+            plus_one,
+        )[0]
+    )
 
 
 def interpolate_gaps(rows: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
@@ -195,8 +216,14 @@ def interpolate_gaps(rows: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray,
     return out, new_offsets, int(new_rows_n - rows.shape[0])
 
 
-def tube_nms(rows: np.ndarray, offsets: np.ndarray, scores: np.ndarray, threshold: float,
-             groups: np.ndarray | None = None, plus_one: bool = False) -> np.ndarray:
+def tube_nms(
+    rows: np.ndarray,
+    offsets: np.ndarray,
+    scores: np.ndarray,
+    threshold: float,
+    groups: np.ndarray | None = None,
+    plus_one: bool = False,
+) -> np.ndarray:
     """Greedy tube NMS, run independently inside each group (e.g. per video and class).
 
     Reproduces ACT's ``nms3dt``: within a group, order = ``np.argsort(scores)`` (ascending, taken
@@ -223,8 +250,8 @@ def tube_nms(rows: np.ndarray, offsets: np.ndarray, scores: np.ndarray, threshol
     # processing order of each group = reversed np.argsort(group scores) (ACT: I[-1] first)
     proc = np.empty(n, np.int64)
     for g in range(uniq.size):
-        members = member_order[gptr[g]:gptr[g + 1]]
-        proc[gptr[g]:gptr[g + 1]] = members[np.argsort(scores[members])[::-1]]
+        members = member_order[gptr[g] : gptr[g + 1]]
+        proc[gptr[g] : gptr[g + 1]] = members[np.argsort(scores[members])[::-1]]
     # Rounds: each alive group keeps its first alive tube and suppresses by st-IoU with it.
     alive = np.ones(n, bool)  # indexed by position in `proc`
     kept = np.zeros(n, bool)

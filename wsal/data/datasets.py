@@ -34,8 +34,13 @@ class SynthActors:
 
     name = "synthactors"
 
-    def __init__(self, root: str = "data/synthactors", workers: int = 2, progress: bool = True,
-                 **config: object) -> None:
+    def __init__(
+        self,
+        root: str = "data/synthactors",
+        workers: int = 2,
+        progress: bool = True,
+        **config: object,
+    ) -> None:
         self.root = Path(root)
         self.workers = workers
         self.progress = progress
@@ -48,18 +53,28 @@ class SynthActors:
         cfg = SynthConfig(**self.config)  # type: ignore[arg-type]
         root = ensure_synthactors(self.root, cfg, workers=self.workers, progress=self.progress)
         meta = json.loads((root / "meta.json").read_text())
-        key = hashlib.sha1(json.dumps(meta.get("config_hash", meta), sort_keys=True,
-                                      default=str).encode()).hexdigest()[:12]
-        return PreparedDataset(self.name, read_wsal_json(root / "annotations.json"),
-                               root / "detections.npz", f"{self.name}-{key}")
+        key = hashlib.sha1(
+            json.dumps(meta.get("config_hash", meta), sort_keys=True, default=str).encode()
+        ).hexdigest()[:12]
+        return PreparedDataset(
+            self.name,
+            read_wsal_json(root / "annotations.json"),
+            root / "detections.npz",
+            f"{self.name}-{key}",
+        )
 
 
 class AnnotatedDataset:
     """A dataset on disk: an annotation file (wsal JSON, ACT ``*-GT.pkl`` or UCF101-24 pyannot)
     whose video paths are relative to ``root``, and optionally a detections file of its own."""
 
-    def __init__(self, annotations: str, root: str | None = None, name: str = "custom",
-                 detections: str | None = None) -> None:
+    def __init__(
+        self,
+        annotations: str,
+        root: str | None = None,
+        name: str = "custom",
+        detections: str | None = None,
+    ) -> None:
         self.annotations = Path(annotations)
         self.root = root
         self.name = name
@@ -69,4 +84,6 @@ class AnnotatedDataset:
         index = load_index(self.annotations, root=self.root)
         st = self.annotations.stat()
         key = hashlib.sha1(f"{self.annotations.resolve()}:{st.st_size}:{st.st_mtime_ns}".encode())
-        return PreparedDataset(self.name, index, self.detections, f"{self.name}-{key.hexdigest()[:12]}")
+        return PreparedDataset(
+            self.name, index, self.detections, f"{self.name}-{key.hexdigest()[:12]}"
+        )

@@ -35,8 +35,8 @@ pixels, clipped), ``scores float32[N]`` in ``(0, 1]``; no ``labels`` (class-agno
 grouped by video (in annotation order) and sorted by frame (then by descending score) in a video.
 
 Determinism. Every video draws from its own ``numpy`` generators seeded by ``(seed, class, split,
-index)``, so the output is identical for any worker count, and a video does not change when other
-videos are added.
+index)``, so the output is identical for any worker count, and a video depends only on those and
+the generation parameters (in hard mode also on the class list).
 
 Run ``python -m wsal.data.synthetic --out DIR`` (see ``--help``), or call :func:`generate` /
 :func:`ensure_synthactors`. ``docs/synthactors.md`` describes the classes and the noise model and
@@ -1172,7 +1172,7 @@ def generate(
         ]
         results = _run_tasks(tasks, workers, progress)
         _write_dataset(tmp, cfg, tasks, results)
-        meta = {
+        meta: dict[str, Any] = {
             "name": "SynthActors",
             "generator": "wsal.data.synthetic",
             "version": GENERATOR_VERSION,
@@ -1186,6 +1186,9 @@ def generate(
         meta["wall_time_s"] = round(time.perf_counter() - t_start, 2)
         meta["workers"] = workers
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
+        # the atomic writers create private (0600) temp files; a dataset is for everyone
+        for f in tmp.rglob("*"):
+            os.chmod(f, (0o777 if f.is_dir() else 0o666) & ~umask)
         _publish(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -18,28 +18,49 @@ from wsal.evaluation.protocol import PROTOCOLS, GroundTruth, video_ap
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m wsal.evaluation", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--gt", required=True, help="annotations: wsal JSON, ACT *-GT.pkl or pyannot pkl")
+    p = argparse.ArgumentParser(
+        prog="python -m wsal.evaluation",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--gt", required=True, help="annotations: wsal JSON, ACT *-GT.pkl or pyannot pkl"
+    )
     p.add_argument("--detections", required=True, help="TubeDetections .json or .npz")
-    p.add_argument("--split", default="test", help="split name (test, test2, ...) or index (1, 2, 3)")
-    p.add_argument("--protocol", default="act", choices=PROTOCOLS,
-                   help="act: ACT/MOC videoAP (+1 areas, trapezoid AP); voc: continuous, interpolated")
-    p.add_argument("--iou", nargs="+", default=["0.2", "0.5", "0.75"], metavar="T",
-                   help="st-IoU thresholds (mAP@0.5:0.95 is always reported too)")
-    p.add_argument("--nms", type=float, default=0.3, help="per video/class tube NMS st-IoU; 0 = off")
+    p.add_argument(
+        "--split", default="test", help="split name (test, test2, ...) or index (1, 2, 3)"
+    )
+    p.add_argument(
+        "--protocol",
+        default="act",
+        choices=PROTOCOLS,
+        help="act: ACT/MOC videoAP (+1 areas, trapezoid AP); voc: continuous, interpolated",
+    )
+    p.add_argument(
+        "--iou",
+        nargs="+",
+        default=["0.2", "0.5", "0.75"],
+        metavar="T",
+        help="st-IoU thresholds (mAP@0.5:0.95 is always reported too)",
+    )
+    p.add_argument(
+        "--nms", type=float, default=0.3, help="per video/class tube NMS st-IoU; 0 = off"
+    )
     p.add_argument("--json", default=None, metavar="OUT", help="write the results as JSON here")
     p.add_argument("--per-class", action="store_true", help="print AP of every class")
     return p
 
 
-def print_table(res, iou_keys: list[str], gt_path: str, split: str, per_class: bool,
-                n_videos: int) -> None:
+def print_table(
+    res, iou_keys: list[str], gt_path: str, split: str, per_class: bool, n_videos: int
+) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    title = (f"video-AP  protocol={res.protocol}  nms={res.nms:g}  split={split}  "
-             f"videos={n_videos}  gt_tubes={res.num_gt}  detections={res.num_detections}")
+    title = (
+        f"video-AP  protocol={res.protocol}  nms={res.nms:g}  split={split}  "
+        f"videos={n_videos}  gt_tubes={res.num_gt}  detections={res.num_detections}"
+    )
     table = Table(title=title, caption=f"GT: {gt_path}  ({res.seconds:.2f} s)")
     table.add_column("class")
     for k in iou_keys:

@@ -28,8 +28,14 @@ class VideoAP(Metric):
 
     full_state_update = False
 
-    def __init__(self, gt: GroundTruth, thresholds: Sequence[float] = (0.2, 0.5, 0.75),
-                 protocol: str = "act", nms: float = 0.3, **kwargs) -> None:
+    def __init__(
+        self,
+        gt: GroundTruth,
+        thresholds: Sequence[float] = (0.2, 0.5, 0.75),
+        protocol: str = "act",
+        nms: float = 0.3,
+        **kwargs,
+    ) -> None:
         super().__init__(**kwargs)
         self.gt = gt
         self.thresholds = tuple(float(t) for t in thresholds)
@@ -43,9 +49,14 @@ class VideoAP(Metric):
     def update(self, dets: TubeDetections) -> None:  # type: ignore[override]
         unknown = {str(v) for v in dets.video} - set(self._pos)
         if unknown:
-            raise ValueError(f"VideoAP.update: videos not in the evaluated split: {sorted(unknown)[:3]}")
-        self.video.append(torch.tensor([self._pos[str(v)] for v in dets.video], dtype=torch.long,
-                                       device=self.device))
+            raise ValueError(
+                f"VideoAP.update: videos not in the evaluated split: {sorted(unknown)[:3]}"
+            )
+        self.video.append(
+            torch.tensor(
+                [self._pos[str(v)] for v in dets.video], dtype=torch.long, device=self.device
+            )
+        )
         self.label.append(torch.as_tensor(dets.label, dtype=torch.long, device=self.device))
         self.score.append(torch.as_tensor(dets.score, dtype=torch.float64, device=self.device))
         self.lengths.append(torch.as_tensor(dets.lengths(), dtype=torch.long, device=self.device))
@@ -58,8 +69,10 @@ class VideoAP(Metric):
             lengths = dim_zero_cat(self.lengths).cpu().numpy()
             dets = TubeDetections(
                 np.asarray(self.gt.videos, dtype=object)[dim_zero_cat(self.video).cpu().numpy()],
-                dim_zero_cat(self.label).cpu().numpy(), dim_zero_cat(self.score).cpu().numpy(),
-                np.concatenate([[0], np.cumsum(lengths)]), dim_zero_cat(self.rows).cpu().numpy(),
+                dim_zero_cat(self.label).cpu().numpy(),
+                dim_zero_cat(self.score).cpu().numpy(),
+                np.concatenate([[0], np.cumsum(lengths)]),
+                dim_zero_cat(self.rows).cpu().numpy(),
             )
         res = video_ap(self.gt, dets, self.thresholds, self.protocol, self.nms)
         self.last_result = res

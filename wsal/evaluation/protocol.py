@@ -90,9 +90,15 @@ class GroundTruth:
         r = np.concatenate(rows) if rows else np.zeros((0, 5))
         off = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
         r, off, _ = interpolate_gaps(r, off)
-        return cls(videos, list(index.labels), np.asarray(vid_idx, np.int64),
-                   np.asarray(labels, np.int64), r, off,
-                   [list(index.videos[v].labels) for v in videos])
+        return cls(
+            videos,
+            list(index.labels),
+            np.asarray(vid_idx, np.int64),
+            np.asarray(labels, np.int64),
+            r,
+            off,
+            [list(index.videos[v].labels) for v in videos],
+        )
 
     @property
     def num_tubes(self) -> int:
@@ -130,8 +136,10 @@ class VideoAPResult:
             "protocol": self.protocol,
             "nms": self.nms,
             "iou": {
-                k: {"mAP": self.map(float(k)),
-                    "AP": {n: float(a) for n, a in zip(self.labels, self.ap[_key(float(k))])}}
+                k: {
+                    "mAP": self.map(float(k)),
+                    "AP": {n: float(a) for n, a in zip(self.labels, self.ap[_key(float(k))])},
+                }
                 for k in keys
             },
             "mAP@0.5:0.95": self.map_50_95,
@@ -239,8 +247,9 @@ def _voc_match(gkey: np.ndarray, ious: np.ndarray, tau: float) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------------- preparation
-def _prepare(gt: GroundTruth, dets: TubeDetections, nms: float, plus_one: bool
-             ) -> tuple[TubeDetections, np.ndarray, np.ndarray, int]:
+def _prepare(
+    gt: GroundTruth, dets: TubeDetections, nms: float, plus_one: bool
+) -> tuple[TubeDetections, np.ndarray, np.ndarray, int]:
     """Keep detections of evaluated videos, check labels, interpolate gaps, run per-group NMS.
 
     Returns ``(dets, keep, vpos, n_in)``: the (gap-filled) detections of evaluated videos, the kept
@@ -269,13 +278,16 @@ def _prepare(gt: GroundTruth, dets: TubeDetections, nms: float, plus_one: bool
         )
     empty = np.nonzero(dets.lengths() == 0)[0]
     if empty.size:
-        raise ValueError(f"detection {int(empty[0])} (video {dets.video[empty[0]]!r}) has an empty tube")
+        raise ValueError(
+            f"detection {int(empty[0])} (video {dets.video[empty[0]]!r}) has an empty tube"
+        )
     try:
         rows, offsets, filled = interpolate_gaps(dets.rows, dets.offsets)
     except TubeOrderError as e:
         raise ValueError(
             f"detection {e.tube} (video {dets.video[e.tube]!r}): tube frames must be strictly "
-            "increasing (duplicate or unsorted frame)") from e
+            "increasing (duplicate or unsorted frame)"
+        ) from e
     if filled:
         dets = TubeDetections(dets.video, dets.label, dets.score, offsets, rows)
     groups = vpos * L + dets.label
@@ -286,8 +298,9 @@ def _prepare(gt: GroundTruth, dets: TubeDetections, nms: float, plus_one: bool
     return dets, keep, vpos[keep], n_in
 
 
-def _det_gt_ious(gt: GroundTruth, dets: TubeDetections, keep: np.ndarray, vpos: np.ndarray,
-                 plus_one: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _det_gt_ious(
+    gt: GroundTruth, dets: TubeDetections, keep: np.ndarray, vpos: np.ndarray, plus_one: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Overlaps of each kept detection (``dets`` tube ``keep[i]``) with the GT tubes of its video
     and class.
 
@@ -308,14 +321,21 @@ def _det_gt_ious(gt: GroundTruth, dets: TubeDetections, keep: np.ndarray, vpos: 
         det_i = np.repeat(np.arange(keep.size), cnt)  # [P]
         slot = np.arange(int(cnt.sum())) - np.repeat(np.cumsum(cnt) - cnt, cnt)  # [P]
         gt_i = gorder[np.repeat(lo, cnt) + slot]
-        ious[det_i, slot] = st_iou_pairs(dets.rows, dets.offsets, keep[det_i],
-                                         gt.rows, gt.offsets, gt_i, plus_one)
+        ious[det_i, slot] = st_iou_pairs(
+            dets.rows, dets.offsets, keep[det_i], gt.rows, gt.offsets, gt_i, plus_one
+        )
     ngt = np.bincount(gt.label, minlength=L).astype(np.int64)
     return dkey, ious, ngt
 
 
-def video_ap(gt: GroundTruth, dets: TubeDetections, thresholds: Sequence[float] = (0.2, 0.5, 0.75),
-             protocol: str = "act", nms: float = 0.3, with_coco: bool = True) -> VideoAPResult:
+def video_ap(
+    gt: GroundTruth,
+    dets: TubeDetections,
+    thresholds: Sequence[float] = (0.2, 0.5, 0.75),
+    protocol: str = "act",
+    nms: float = 0.3,
+    with_coco: bool = True,
+) -> VideoAPResult:
     """Video-AP per class at each threshold (and at 0.5:0.05:0.95 when ``with_coco``).
 
     ``dets`` labels index ``gt.labels``; detections of videos outside ``gt.videos`` are ignored.
@@ -337,12 +357,16 @@ def video_ap(gt: GroundTruth, dets: TubeDetections, thresholds: Sequence[float] 
         ranks[a + np.argsort(-k_score[a:b])] = np.arange(b - a)  # inverse permutation
     # match order: by group key, then rank within class (the group's detections in score order)
     match_order = np.lexsort((ranks, dkey))
-    taus = sorted({_key(t) for t in list(thresholds) + (list(COCO_THRESHOLDS) if with_coco else [])})
+    taus = sorted(
+        {_key(t) for t in list(thresholds) + (list(COCO_THRESHOLDS) if with_coco else [])}
+    )
     no_gt = [gt.labels[c] for c in range(L) if ngt[c] == 0 and starts[c + 1] > starts[c]]
     if no_gt:
         warnings.warn(
             f"{len(no_gt)} class(es) have detections but no ground truth in the evaluated videos "
-            f"(AP = 0, counted in the mAP): {no_gt[:5]}", stacklevel=2)
+            f"(AP = 0, counted in the mAP): {no_gt[:5]}",
+            stacklevel=2,
+        )
     matcher = _greedy_match if protocol == "act" else _voc_match
     to_ap = pr_to_ap_act if protocol == "act" else pr_to_ap_voc
     ap: dict[float, np.ndarray] = {}
@@ -357,8 +381,9 @@ def video_ap(gt: GroundTruth, dets: TubeDetections, thresholds: Sequence[float] 
             tp_sorted[ranks[a:b]] = tp[a:b]
             ap_t[c] = to_ap(tp_sorted, int(ngt[c]))
         ap[tau] = ap_t
-    return VideoAPResult(protocol, float(nms), list(gt.labels), ap, n_in, gt.num_tubes,
-                         time.perf_counter() - t0)
+    return VideoAPResult(
+        protocol, float(nms), list(gt.labels), ap, n_in, gt.num_tubes, time.perf_counter() - t0
+    )
 
 
 def auc(map_by_threshold: dict[float, float]) -> float:
@@ -374,8 +399,9 @@ def auc(map_by_threshold: dict[float, float]) -> float:
 
 
 # -------------------------------------------------------------------------------- other metrics
-def frame_ap(gt: GroundTruth, dets: TubeDetections, threshold: float = 0.5, protocol: str = "act"
-             ) -> np.ndarray:
+def frame_ap(
+    gt: GroundTruth, dets: TubeDetections, threshold: float = 0.5, protocol: str = "act"
+) -> np.ndarray:
     """Frame-AP per class (``float64[L]``): every box of every tube is a frame detection with its
     tube's score; GT = every box of every GT tube; ACT's frameAP matching (best remaining GT box of
     the same frame, IoU >= threshold) and AP formula (``protocol="voc"``: VOC matching and AP)."""
@@ -420,9 +446,13 @@ def frame_ap(gt: GroundTruth, dets: TubeDetections, threshold: float = 0.5, prot
     return ap
 
 
-def proposal_recall(gt: GroundTruth, proposals: TubeDetections,
-                    thresholds: Sequence[float] = (0.2, 0.5), max_proposals: int | None = None,
-                    protocol: str = "act") -> dict[float, np.ndarray]:
+def proposal_recall(
+    gt: GroundTruth,
+    proposals: TubeDetections,
+    thresholds: Sequence[float] = (0.2, 0.5),
+    max_proposals: int | None = None,
+    protocol: str = "act",
+) -> dict[float, np.ndarray]:
     """Recall of GT tubes by class-agnostic proposals as a function of their number.
 
     Proposals of a video are ranked by score (descending, stable); a GT tube is recalled at n if one
@@ -450,7 +480,9 @@ def proposal_recall(gt: GroundTruth, proposals: TubeDetections,
     lo = np.searchsorted(vpos[porder], gt.video_idx, side="left")
     cnt = np.searchsorted(vpos[porder], gt.video_idx, side="right") - lo
     gi = np.repeat(np.arange(gt.num_tubes), cnt)
-    pi = porder[np.repeat(lo, cnt) + np.arange(int(cnt.sum())) - np.repeat(np.cumsum(cnt) - cnt, cnt)]
+    pi = porder[
+        np.repeat(lo, cnt) + np.arange(int(cnt.sum())) - np.repeat(np.cumsum(cnt) - cnt, cnt)
+    ]
     ious = st_iou_pairs(gt.rows, gt.offsets, gi, rows, offsets, pi, plus_one)
     for tau in thresholds:
         first = np.full(gt.num_tubes, np.iinfo(np.int64).max)

@@ -23,8 +23,15 @@ class TemporalPrimLinker:
 
     name = "temporal_prim"
 
-    def __init__(self, num_tubes: int = 10, min_iou: float = 0.1, min_score: float = 0.0,
-                 batch_videos: int = 64, device: str | None = None, progress: bool = True) -> None:
+    def __init__(
+        self,
+        num_tubes: int = 10,
+        min_iou: float = 0.1,
+        min_score: float = 0.0,
+        batch_videos: int = 64,
+        device: str | None = None,
+        progress: bool = True,
+    ) -> None:
         if num_tubes < 1:
             raise ValueError(f"num_tubes must be >= 1, got {num_tubes}")
         self.num_tubes = num_tubes
@@ -35,20 +42,33 @@ class TemporalPrimLinker:
         self.progress = progress
 
     def cache_key(self) -> str:
-        params = {"linker": self.name, "num_tubes": self.num_tubes, "min_iou": self.min_iou,
-                  "min_score": self.min_score}
+        params = {
+            "linker": self.name,
+            "num_tubes": self.num_tubes,
+            "min_iou": self.min_iou,
+            "min_score": self.min_score,
+        }
         return hashlib.sha1(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12]
 
     def link(self, dets: Mapping[str, Detections]) -> dict[str, Tubes]:
         """Tubes per video (same keys as ``dets``), linked ``batch_videos`` videos per call."""
         videos = list(dets)
         out: dict[str, Tubes] = {}
-        bar = tqdm(total=len(videos), desc="linking (temporal_prim)", unit="video",
-                   disable=not self.progress)
+        bar = tqdm(
+            total=len(videos),
+            desc="linking (temporal_prim)",
+            unit="video",
+            disable=not self.progress,
+        )
         for i in range(0, len(videos), self.batch_videos):
-            chunk = videos[i:i + self.batch_videos]
-            tubes = temporal_prim_batch([dets[v] for v in chunk], self.num_tubes, self.min_iou,
-                                        self.min_score, device=self.device)
+            chunk = videos[i : i + self.batch_videos]
+            tubes = temporal_prim_batch(
+                [dets[v] for v in chunk],
+                self.num_tubes,
+                self.min_iou,
+                self.min_score,
+                device=self.device,
+            )
             out.update(zip(chunk, tubes))
             bar.update(len(chunk))
         bar.close()

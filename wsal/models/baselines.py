@@ -24,8 +24,9 @@ class OracleLabelTubes:
     name = "oracle_label"
     trainable = False
 
-    def predict(self, index: DatasetIndex, videos: Sequence[str],
-                tubes: Mapping[str, Tubes]) -> TubeDetections:
+    def predict(
+        self, index: DatasetIndex, videos: Sequence[str], tubes: Mapping[str, Tubes]
+    ) -> TubeDetections:
         parts = []
         for v in videos:
             t = tubes[v]
