@@ -21,9 +21,9 @@ def main(cfg: DictConfig) -> float:
     from hydra.core.hydra_config import HydraConfig
     from hydra.utils import instantiate
 
+    from wsal.atomic import atomic_write_json
     from wsal.pipeline import (
         EvaluationSpec,
-        _write_json,
         evaluate,
         link_cached,
         print_summary,
@@ -50,7 +50,7 @@ def main(cfg: DictConfig) -> float:
     res = evaluate(prepared.index, results, tubes_to_detections(videos, tubes), spec)
     res["detections_file"] = str(dets_path)
     out = Path(HydraConfig.get().runtime.output_dir)
-    _write_json(out / "results.json", res)
+    atomic_write_json(out / "results.json", res, indent=1)
     print_summary(res, f"re-evaluation of {run_dir}")
     return float(next(iter(res["video_mAP"].values())))
 

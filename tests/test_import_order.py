@@ -13,6 +13,10 @@ assert back is not None and (back == img).all(), "PNG written by OpenCV does not
 
 
 def test_png_round_trip_after_decord(tmp_path):
-    out = subprocess.run([sys.executable, "-c", CODE, str(tmp_path / "a.png")],
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", CODE, str(tmp_path / "a.png")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr

@@ -24,7 +24,11 @@ def iou_loop(a, b, plus_one):
             w = max(0.0, min(p[2] + e, q[2] + e) - max(p[0], q[0]))
             h = max(0.0, min(p[3] + e, q[3] + e) - max(p[1], q[1]))
             inter = w * h
-            union = (p[2] - p[0] + e) * (p[3] - p[1] + e) + (q[2] - q[0] + e) * (q[3] - q[1] + e) - inter
+            union = (
+                (p[2] - p[0] + e) * (p[3] - p[1] + e)
+                + (q[2] - q[0] + e) * (q[3] - q[1] + e)
+                - inter
+            )
             out[i, j] = inter / union if union > 0 else 0.0
     return out
 
@@ -54,8 +58,11 @@ def test_box_iou_matches_loop(seed, plus_one):
     a = np.round(a) if seed % 2 else a
     a[0] = b[0]  # identical boxes -> 1
     np.testing.assert_allclose(box_iou(a, b, plus_one), iou_loop(a, b, plus_one), atol=1e-12)
-    np.testing.assert_allclose(box_iou_paired(a[:7], b[:7], plus_one),
-                               np.diag(iou_loop(a[:7], b[:7], plus_one)), atol=1e-12)
+    np.testing.assert_allclose(
+        box_iou_paired(a[:7], b[:7], plus_one),
+        np.diag(iou_loop(a[:7], b[:7], plus_one)),
+        atol=1e-12,
+    )
     assert box_iou(a[:1], b[:1], plus_one)[0, 0] == pytest.approx(1.0)
 
 
@@ -102,7 +109,7 @@ def test_interpolate_gaps_matches_loop(seed):
     expected = [interpolate_loop(t) for t in tubes]
     assert filled == sum(len(e) for e in expected) - len(rows)
     for i, e in enumerate(expected):
-        np.testing.assert_allclose(got[got_off[i]:got_off[i + 1]], e, atol=1e-9)
+        np.testing.assert_allclose(got[got_off[i] : got_off[i + 1]], e, atol=1e-9)
 
 
 def test_interpolate_refuses_duplicates():
@@ -120,4 +127,5 @@ def test_tube_nms_hand_computed():
     np.testing.assert_array_equal(tube_nms(rows, off, np.array([0.5, 0.9, 0.1]), 0.3), [1, 2])
     # separate groups never suppress each other
     np.testing.assert_array_equal(
-        tube_nms(rows, off, np.array([0.5, 0.9, 0.1]), 0.3, groups=np.array([0, 1, 1])), [0, 1, 2])
+        tube_nms(rows, off, np.array([0.5, 0.9, 0.1]), 0.3, groups=np.array([0, 1, 1])), [0, 1, 2]
+    )

@@ -6,10 +6,8 @@ usable from a notebook. Tubes are cached per (dataset, detector, linker) under `
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -18,6 +16,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from wsal.atomic import atomic_write_json
 from wsal.data.annotations import DatasetIndex
 from wsal.data.datasets import PreparedDataset
 from wsal.evaluation import (
@@ -156,14 +155,6 @@ def evaluate(
     }
 
 
-def _write_json(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(data, fh, indent=1)
-    os.replace(tmp, path)
-
-
 def print_summary(res: dict[str, Any], title: str) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -223,7 +214,7 @@ def run_localization(
     res["dataset"] = prepared.name
     res["num_boxes"] = int(sum(len(d) for d in dets.values()))
     res.update(run_info or {})
-    _write_json(out / "results.json", res)
+    atomic_write_json(out / "results.json", res, indent=1)
     try:
         save_pictures(index, videos, results, res, out, spec.num_pictures)
     except Exception as e:  # pictures must never cost a researcher the numbers above

@@ -14,13 +14,14 @@ The containers check their shapes on construction, index all fields together and
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from wsal.atomic import atomic_path, atomic_write_json
 
 __all__ = ["Detections", "Tubes", "TubeDetections", "atomic_savez"]
 
@@ -44,18 +45,8 @@ def atomic_savez(path: str | os.PathLike, **arrays: np.ndarray) -> None:
 
     Nothing half-written is ever left at ``path`` (DESIGN §4: caches are written atomically).
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp.npz", dir=path.parent)
-    os.close(fd)
-    try:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **arrays)  # type: ignore[arg-type]
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path, suffix=".npz") as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, **arrays)  # type: ignore[arg-type]
 
 
 @dataclass
@@ -425,8 +416,6 @@ class TubeDetections:
         """
         path = Path(path)
         if path.suffix == ".json":
-            import json
-
             dets = []
             for v, lab, s, rows in self:
                 dets.append(
@@ -439,11 +428,7 @@ class TubeDetections:
                         "tube": [[int(r[0]), *map(float, r[1:])] for r in rows],
                     }
                 )
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-            with os.fdopen(fd, "w") as fh:
-                json.dump({"detections": dets}, fh)
-            os.replace(tmp, path)
+            atomic_write_json(path, {"detections": dets})
         else:
             atomic_savez(
                 path,

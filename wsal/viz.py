@@ -21,14 +21,14 @@ reader never sees half a picture. Plots use matplotlib's Agg canvas on a ``Figur
 
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from wsal.atomic import atomic_path
 
 if TYPE_CHECKING:
     from wsal.data.annotations import DatasetIndex
@@ -309,27 +309,10 @@ def tube_strip(
 
 
 # --------------------------------------------------------------------------------------- files
-@contextlib.contextmanager
-def _atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temp path with ``path``'s suffix in its folder; rename it to ``path`` on success,
-    delete it on failure (DESIGN §4: nothing half-written at ``path``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def _write_png(path: str | os.PathLike, image: np.ndarray) -> None:
     import cv2
 
-    with _atomic_path(path) as tmp:
+    with atomic_path(path) as tmp:
         # cv2 picks the encoder from the suffix and expects BGR.
         if not cv2.imwrite(str(tmp), cv2.cvtColor(image, cv2.COLOR_RGB2BGR)):
             raise OSError(f"{path}: OpenCV could not write the image (unsupported suffix?)")
@@ -413,7 +396,7 @@ def save_tube_video(
     except ImportError as err:  # matplotlib depends on Pillow, so this should not happen
         raise ImportError(f"{path}: writing a GIF needs Pillow (pip install pillow)") from err
     images = [Image.fromarray(img) for img in out]
-    with _atomic_path(path) as tmp:
+    with atomic_path(path) as tmp:
         images[0].save(
             tmp,
             format="GIF",
@@ -522,7 +505,7 @@ def _figure(title: str, xlabel: str, ylabel: str) -> tuple[Any, Any]:
 
 def _save_figure(fig: Any, path: str | os.PathLike) -> None:
     fig.tight_layout()
-    with _atomic_path(path) as tmp:
+    with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
 
 

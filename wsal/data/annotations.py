@@ -13,12 +13,13 @@ import importlib
 import json
 import os
 import pickle
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
+
+from wsal.atomic import atomic_write_text
 
 __all__ = [
     "GTTube",
@@ -140,19 +141,6 @@ class DatasetIndex:
         }
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def write_wsal_json(index: DatasetIndex, path: str | os.PathLike) -> None:
     """Write the wsal annotation JSON (DESIGN §4), atomically. Labels are written as names."""
     videos = {}
@@ -181,7 +169,7 @@ def write_wsal_json(index: DatasetIndex, path: str | os.PathLike) -> None:
         "splits": {k: list(v) for k, v in index.splits.items()},
         "videos": videos,
     }
-    _atomic_write_text(Path(path), json.dumps(data))
+    atomic_write_text(Path(path), json.dumps(data))
 
 
 def read_wsal_json(path: str | os.PathLike, root: str | os.PathLike | None = None) -> DatasetIndex:

@@ -19,12 +19,13 @@ from __future__ import annotations
 import logging
 import os
 import re
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from wsal.atomic import atomic_path
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -482,14 +483,8 @@ def write_video(
     t, h, w, _ = frames.shape
     if t == 0:
         raise ValueError(f"{path}: no frames to write")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(
-        prefix=f".{path.stem}.", suffix=path.suffix or ".mp4", dir=path.parent
-    )
-    os.close(fd)
-    try:
-        with av.open(tmp, mode="w") as container:
+    with atomic_path(path, suffix=Path(path).suffix or ".mp4") as tmp:
+        with av.open(str(tmp), mode="w") as container:
             from fractions import Fraction
 
             rate = Fraction(fps).limit_denominator(1000)
@@ -509,8 +504,3 @@ def write_video(
                     container.mux(packet)
             for packet in stream.encode():
                 container.mux(packet)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise

@@ -7,13 +7,10 @@ DETS: TubeDetections as JSON or columnar ``.npz`` (DESIGN §4).
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
-import tempfile
 import time
-from pathlib import Path
 
+from wsal.atomic import atomic_write_json
 from wsal.evaluation.protocol import PROTOCOLS, GroundTruth, video_ap
 
 
@@ -96,12 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     res.seconds = time.perf_counter() - t0
     print_table(res, args.iou, args.gt, args.split, args.per_class, len(gt.videos))
     if args.json:
-        out = Path(args.json)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-        with os.fdopen(fd, "w") as fh:
-            json.dump(res.to_json(args.iou), fh, indent=1)
-        os.replace(tmp, out)
+        atomic_write_json(args.json, res.to_json(args.iou), indent=1)
     return 0
 
 
