@@ -255,3 +255,113 @@ def test_st_iou_and_nms_match_reference(seed):
     np.testing.assert_array_equal(
         keep, ref.nms3dt([(r.astype(np.float64), s) for r, s in lst], 0.3)
     )
+
+
+# ------------------------------------------------------------------------ VOC and frame-AP twins
+def voc_video_ap_loop(videos, n_labels, dets, gttubes, th, nms):
+    """Loop twin of protocol='voc': continuous IoU, best GT over all, duplicates are FP."""
+    from wsal.tube_ops import st_iou
+
+    out = []
+    for c in range(n_labels):
+        det_list = []
+        for v in videos:
+            lt = dets.get(v, {}).get(c, [])
+            keep = (
+                tube_nms(
+                    np.concatenate([r for r, _ in lt]) if lt else np.zeros((0, 5)),
+                    np.concatenate([[0], np.cumsum([len(r) for r, _ in lt])]).astype(np.int64),
+                    np.array([s for _, s in lt]),
+                    nms,
+                )
+                if lt
+                else []
+            )
+            det_list += [(v, lt[i][1], lt[i][0].astype(np.float64)) for i in keep]
+        order = np.argsort(-np.array([d[1] for d in det_list]))
+        gts = {v: gttubes.get(v, {}).get(c, []) for v in videos}
+        taken = {v: [False] * len(g) for v, g in gts.items()}
+        npos = sum(len(g) for g in gts.values())
+        tp = []
+        for j in order:
+            v, _, tube_rows = det_list[j]
+            ious = [st_iou(g.astype(np.float64), tube_rows, plus_one=False) for g in gts[v]]
+            if ious and max(ious) >= th and not taken[v][int(np.argmax(ious))]:
+                taken[v][int(np.argmax(ious))] = True
+                tp.append(True)
+            else:
+                tp.append(False)
+        if npos == 0 or not tp:
+            out.append(0.0)
+            continue
+        ctp = np.cumsum(tp)
+        rec, prec = ctp / npos, ctp / np.arange(1, len(tp) + 1)
+        ap = 0.0  # all-point interpolation, written as the classic loop
+        prev_r = 0.0
+        for i in range(len(tp)):
+            if rec[i] > prev_r:
+                ap += (rec[i] - prev_r) * max(prec[i:])
+                prev_r = rec[i]
+        out.append(ap)
+    return np.array(out)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_voc_protocol_matches_loop_twin(seed):
+    rng = np.random.default_rng(500 + seed)
+    videos, gttubes, gt_items, dets, det_items = random_case(rng, integer=False)
+    gt = make_gt(videos, ["c0", "c1", "c2"], gt_items)
+    nms = 0.3 if seed % 2 else 0.0
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ours = video_ap(
+            gt,
+            TubeDetections.from_list(det_items),
+            [0.2, 0.5],
+            protocol="voc",
+            nms=nms,
+            with_coco=False,
+        )
+    for t in (0.2, 0.5):
+        np.testing.assert_allclose(
+            ours.ap[t], voc_video_ap_loop(videos, 3, dets, gttubes, t, nms), atol=1e-9
+        )
+
+
+def frame_ap_loop(videos, n_labels, det_items, gt_items, th=0.5):
+    """Loop twin of frame_ap (ACT frameAP matching and trapezoid AP)."""
+    out = []
+    for c in range(n_labels):
+        fd = [(v, int(r[0]), s, r[1:]) for v, lab, s, rows in det_items if lab == c for r in rows]
+        gt = {}
+        for v, lab, rows in gt_items:
+            if lab == c:
+                for r in rows:
+                    gt.setdefault((v, int(r[0])), []).append(r[1:])
+        npos = sum(len(b) for b in gt.values())
+        tp = []
+        for j in np.argsort(-np.array([d[2] for d in fd])) if fd else []:
+            v, f, _, box = fd[j]
+            ok = False
+            if (v, f) in gt:
+                ious = ref.iou2d(np.array(gt[(v, f)]), box)
+                a = int(np.argmax(ious))
+                if ious[a] >= th:
+                    ok = True
+                    del gt[(v, f)][a]
+                    if not gt[(v, f)]:
+                        del gt[(v, f)]
+            tp.append(ok)
+        out.append(pr_to_ap_act(np.array(tp, bool), npos))
+    return np.array(out)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_frame_ap_matches_loop_twin(seed):
+    rng = np.random.default_rng(900 + seed)
+    videos, _, gt_items, _, det_items = random_case(rng)
+    gt = make_gt(videos, ["c0", "c1", "c2"], gt_items)
+    ours = frame_ap(gt, TubeDetections.from_list(det_items))
+    np.testing.assert_allclose(ours, frame_ap_loop(videos, 3, det_items, gt_items), atol=1e-6)
