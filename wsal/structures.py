@@ -17,11 +17,14 @@ import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from wsal.atomic import atomic_path, atomic_write_json
+
+if TYPE_CHECKING:  # torch is imported lazily: the evaluator and the CLIs never need it
+    import torch
 
 __all__ = ["Detections", "Tubes", "TubeDetections", "atomic_savez"]
 
@@ -165,6 +168,8 @@ class Detections:
 
     def to_torch(self, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
         """Tensors on ``device``: frame int64[N], boxes float32[N,4], scores float32[N]."""
+        import torch
+
         out = {
             "frame": torch.from_numpy(self.frame).to(device),
             "boxes": torch.from_numpy(self.boxes).to(device),
@@ -262,6 +267,8 @@ class Tubes:
         )
 
     def to_torch(self, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+        import torch
+
         return {
             "boxes": torch.from_numpy(self.boxes).to(device),
             "valid": torch.from_numpy(self.valid).to(device),

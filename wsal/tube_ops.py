@@ -131,10 +131,6 @@ def st_iou_pairs(
     chunk_id = (np.cumsum(n_over[live]) - 1) // chunk_frames
     cuts = np.concatenate([[0], np.flatnonzero(np.diff(chunk_id)) + 1, [live.size]])
     e = 1.0 if plus_one else 0.0
-    cols_a = [np.ascontiguousarray(rows_a[:, c]) for c in range(1, 5)]
-    cols_b = (
-        cols_a if rows_b is rows_a else [np.ascontiguousarray(rows_b[:, c]) for c in range(1, 5)]
-    )
     for lo, hi in zip(cuts[:-1], cuts[1:]):
         p = live[lo:hi]
         n = n_over[p]
@@ -143,8 +139,11 @@ def st_iou_pairs(
         ar = np.arange(total)
         ia = np.repeat(start_a[p] - seg_start, n) + ar  # [total] row of A at each overlap frame
         ib = np.repeat(start_b[p] - seg_start, n) + ar
-        ax1, ay1, ax2, ay2 = (c.take(ia) for c in cols_a)
-        bx1, by1, bx2, by2 = (c.take(ib) for c in cols_b)
+        # gather whole rows (one fancy-index per side); never copy the full (~16M-row) arrays
+        ga = rows_a[ia]  # [total, 5]
+        gb = rows_b[ib]
+        ax1, ay1, ax2, ay2 = ga[:, 1], ga[:, 2], ga[:, 3], ga[:, 4]
+        bx1, by1, bx2, by2 = gb[:, 1], gb[:, 2], gb[:, 3], gb[:, 4]
         # same operation order as the reference (min(x2+1) - max(x1), clipped at 0)
         iw = np.minimum(ax2 + e, bx2 + e)
         iw -= np.maximum(ax1, bx1)
