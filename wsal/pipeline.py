@@ -81,20 +81,24 @@ def _load_tubes(path: Path, nframes: Mapping[str, int]) -> dict[str, Tubes]:
             z[k] for k in ("video", "score", "offsets", "rows", "box_index", "all_videos")
         )
     out: dict[str, Tubes] = {}
-    for v in all_videos:
-        v = str(v)
-        idx = np.nonzero(video == v)[0]
-        f_total = nframes[v]
-        k = idx.size
+    order = np.argsort(video, kind="stable")  # tubes grouped by video, file order inside
+    lo = np.searchsorted(video[order], all_videos, side="left")
+    hi = np.searchsorted(video[order], all_videos, side="right")
+    for v, a, b in zip(all_videos.tolist(), lo, hi):
+        idx = order[a:b]
+        k, f_total = idx.size, nframes[v]
+        lengths = off[idx + 1] - off[idx]
+        row = (
+            np.concatenate([np.arange(off[i], off[i + 1]) for i in idx]) if k else np.zeros(0, int)
+        )
+        tube = np.repeat(np.arange(k), lengths)  # [n] tube of each row
+        f = rows[row, 0].astype(np.int64)
         boxes = np.zeros((k, f_total, 4), np.float32)
         valid = np.zeros((k, f_total), bool)
         bi = np.full((k, f_total), -1, np.int64)
-        for j, i in enumerate(idx):
-            r = rows[off[i] : off[i + 1]]
-            f = r[:, 0].astype(np.int64)
-            boxes[j, f] = r[:, 1:]
-            valid[j, f] = True
-            bi[j, f] = bidx[off[i] : off[i + 1]]
+        boxes[tube, f] = rows[row, 1:]
+        valid[tube, f] = True
+        bi[tube, f] = bidx[row]
         out[v] = Tubes(boxes, valid, bi, score[idx])
     return out
 
