@@ -17,6 +17,8 @@ log = logging.getLogger("wsal.train")
 
 
 def run(cfg: DictConfig) -> dict:
+    import functools
+
     import pytorch_lightning as pl
     from hydra.core.hydra_config import HydraConfig
     from hydra.utils import instantiate
@@ -30,45 +32,100 @@ def run(cfg: DictConfig) -> dict:
     method = instantiate(cfg.method)
     reranker = instantiate(cfg.reranking)
     supervision = instantiate(cfg.supervision)
-    if getattr(method, "trainable", False):
-        raise NotImplementedError(f"method {method.name!r} is trainable; no training loop yet")
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if "_target_" in c]
-
-    prepared = dataset.prepare()
+    spec = EvaluationSpec(**cfg.evaluation)
     choices = dict(HydraConfig.get().runtime.choices) if HydraConfig.initialized() else {}
     run_info = {
-        "method": method.name,
         "linker": linker.name,
         "detector": detector.name,
         "supervision": supervision.level,
         "reranking": reranker.name,
         "choices": {k: v for k, v in choices.items() if not k.startswith("hydra")},
     }
-    res = run_localization(
-        prepared,
-        detector,
-        linker,
-        method,
-        reranker,
-        EvaluationSpec(**cfg.evaluation),
-        cfg.paths.output_dir,
-        cfg.paths.cache_dir,
-        run_info,
-    )
-    metrics = {f"{cfg.evaluation.split}/video_mAP@{t}": m for t, m in res["video_mAP"].items()}
-    metrics[f"{cfg.evaluation.split}/video_mAP@0.5:0.95"] = res["mAP@0.5:0.95"]
-    metrics[f"{cfg.evaluation.split}/AUC@0.1:0.6"] = res["AUC@0.1:0.6"]
+    if isinstance(method, functools.partial):  # a trainable method, built once L is known
+        res = train_and_evaluate(
+            cfg, dataset, detector, linker, method, reranker, loggers, spec, run_info
+        )
+    else:
+        prepared = dataset.prepare()
+        run_info["method"] = method.name
+        res = run_localization(
+            prepared,
+            detector,
+            linker,
+            method,
+            reranker,
+            spec,
+            cfg.paths.output_dir,
+            cfg.paths.cache_dir,
+            run_info,
+        )
+    split = cfg.evaluation.split
+    metrics = {f"{split}/video_mAP@{t}": m for t, m in res["video_mAP"].items()}
+    metrics[f"{split}/video_mAP@0.5:0.95"] = res["mAP@0.5:0.95"]
+    metrics[f"{split}/AUC@0.1:0.6"] = res["AUC@0.1:0.6"]
+    metrics[f"{split}/video_acc"] = res["video_accuracy"]
     for t, r in res["proposal_recall"].items():
-        metrics[f"{cfg.evaluation.split}/proposal_recall@{t}"] = r[-1] if r else 0.0
+        metrics[f"{split}/proposal_recall@{t}"] = r[-1] if r else 0.0
     for lg in loggers:
         lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
         lg.log_metrics(metrics)
         lg.save()
-        if hasattr(lg, "experiment") and lg.__class__.__name__ == "WandbLogger":
+        if lg.__class__.__name__ == "WandbLogger":
             lg.experiment.finish()
-    print_summary(res, f"{prepared.name}: {linker.name} tubes, method={method.name}")
+    print_summary(res, f"{res['dataset']}: {res['linker']} tubes, method={res['method']}")
     log.info("results: %s/results.json  pictures: tubes.png, recall.png", cfg.paths.output_dir)
     return res
+
+
+def train_and_evaluate(
+    cfg, dataset, detector, linker, method_factory, reranker, loggers, spec, run_info
+) -> dict:
+    """Fit a trainable method on the train split, predict the evaluation split, evaluate."""
+    import time
+
+    from hydra.utils import instantiate
+
+    from wsal.pipeline import report, tube_scores_to_detections
+
+    dm = instantiate(cfg.data)(
+        dataset=dataset,
+        detector=detector,
+        linker=linker,
+        cache_dir=cfg.paths.cache_dir,
+        test_split=spec.split,
+    )
+    dm.prepare_data()
+    dm.setup("fit")
+    model = method_factory(num_classes=len(dm.label_names))
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if "_target_" in c]
+    trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
+    t = time.perf_counter()
+    trainer.fit(model, datamodule=dm)
+    timings = {"train_s": time.perf_counter() - t}
+    t = time.perf_counter()
+    dm.setup("predict")
+    preds = trainer.predict(model, dataloaders=dm.predict_dataloader())
+    videos = dm.split_videos("predict")
+    results = reranker(tube_scores_to_detections(videos, dm.tubes, preds))
+    timings["predict_s"] = time.perf_counter() - t
+    info = {
+        **run_info,
+        "method": model.name,
+        "epochs": trainer.current_epoch,
+        "num_train_videos": len(dm.split_videos("fit")),
+    }
+    return report(
+        dm.prepared.name,
+        dm.index,
+        videos,
+        dm.tubes,
+        results,
+        spec,
+        cfg.paths.output_dir,
+        info,
+        timings,
+    )
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")

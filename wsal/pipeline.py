@@ -200,8 +200,6 @@ def run_localization(
 ) -> dict[str, Any]:
     """Link, predict, rerank, evaluate; write ``detections.npz``, ``results.json`` and pictures
     into ``out_dir``; return the results dict."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
     t = time.perf_counter()
     dets, tubes = link_cached(prepared, detector, linker, cache_dir)
@@ -211,12 +209,30 @@ def run_localization(
     t = time.perf_counter()
     results = reranker(method.predict(index, videos, tubes))
     timings["method_s"] = time.perf_counter() - t
+    info = {"num_boxes": int(sum(len(d) for d in dets.values())), **(run_info or {})}
+    return report(prepared.name, index, videos, tubes, results, spec, out_dir, info, timings)
+
+
+def report(
+    dataset_name: str,
+    index: DatasetIndex,
+    videos: Sequence[str],
+    tubes: Mapping[str, Tubes],
+    results: TubeDetections,
+    spec: EvaluationSpec,
+    out_dir: str | os.PathLike,
+    run_info: dict[str, Any] | None = None,
+    timings: dict[str, float] | None = None,
+) -> dict[str, Any]:
+    """Save ``detections.npz``, evaluate against the split's GT (proposal recall from ``tubes``),
+    write ``results.json`` and the pictures into ``out_dir``; return the results dict."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
     results.save(out / "detections.npz")
     proposals = tubes_to_detections(videos, tubes)
     res = evaluate(index, results, proposals, spec)
-    res["timings"] = timings
-    res["dataset"] = prepared.name
-    res["num_boxes"] = int(sum(len(d) for d in dets.values()))
+    res["timings"] = timings or {}
+    res["dataset"] = dataset_name
     res.update(run_info or {})
     atomic_write_json(out / "results.json", res, indent=1)
     try:
@@ -256,3 +272,35 @@ def save_pictures(
         viz.save_strips(out / "tubes.png", strips)
     curves = {f"st-IoU {t}": np.asarray(r) for t, r in res["proposal_recall"].items()}
     viz.plot_recall(curves, out / "recall.png", title=f"proposal recall ({res['protocol']})")
+
+
+def tube_scores_to_detections(
+    videos: Sequence[str], tubes: Mapping[str, Tubes], predictions: Sequence[Mapping[str, Any]]
+) -> TubeDetections:
+    """TubeDetections from per-tube class scores (e.g. ``trainer.predict`` batches).
+
+    Each batch holds ``video_index int[B]`` (position in ``videos``), ``tube_scores float[B, K, L]``
+    and ``tube_mask bool[B, K]``. Every scored tube gives one detection per class, with the tube's
+    full extent (all its frames, not only the sampled ones). Tubes that had no box at any sampled
+    frame (mask False) cannot be scored and are left out.
+    """
+    parts = []
+    for batch in predictions:
+        vidx = np.asarray(batch["video_index"])
+        scores = np.asarray(batch["tube_scores"], dtype=np.float64)  # [B, K, L]
+        mask = np.asarray(batch["tube_mask"], dtype=bool)  # [B, K]
+        for b, vi in enumerate(vidx):
+            v = videos[int(vi)]
+            t = tubes[v]
+            ks = np.nonzero(mask[b, : t.num_tubes])[0]
+            if ks.size == 0:
+                continue
+            L = scores.shape[2]
+            sub = t.select(ks)
+            for c in range(L):
+                parts.append(
+                    TubeDetections.from_tubes(
+                        v, sub, labels=np.full(ks.size, c), scores=scores[b, ks, c]
+                    )
+                )
+    return TubeDetections.concat(parts)

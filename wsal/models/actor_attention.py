@@ -1,0 +1,222 @@
+"""Actor attention ("Guess Where?" §3.2): classify actor tubes from video labels alone.
+
+encoder (per frame) -> actor-of-interest pooling (Eq. 1, bilinear X x Y grid inside each tube box,
+mean over the tube's frames) -> linear classifier per tube -> attention over tubes (per class, the
+mean of the top-k tube scores) -> softmax cross-entropy against the video label.
+
+``ActorAttentionNet`` is the plain network (``forward`` = inference: tube logits);
+``attention_pool`` is the tube -> video step; ``ActorAttention`` is the LightningModule that owns
+the loss, metrics and optimiser (STYLE 6).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from wsal.models.encoders import Encoder, build_encoder
+from wsal.models.pooling import actor_of_interest_pool
+
+__all__ = ["attention_pool", "ActorAttentionNet", "ActorAttention", "ATTENTIONS"]
+
+ATTENTIONS = ("topk", "max", "mean")
+
+
+def attention_pool(
+    tube_logits: Tensor, tube_mask: Tensor, mode: str = "topk", k: int = 12
+) -> Tensor:
+    """Video logits ``[B, L]`` from tube logits ``[B, K, L]`` and ``tube_mask bool[B, K]``.
+
+    - ``topk`` (the paper): per class, the mean of the ``k`` highest tube logits among the video's
+      valid tubes (``min(k, n_valid)`` when it has fewer); the gradient reaches the selected tubes
+      only, i.e. the binary-mask subgradient of the selection.
+    - ``max``: per class, the best valid tube (top-1); ``mean``: the mean over valid tubes.
+
+    A video without any valid tube gets zero logits (a uniform softmax, so no gradient signal).
+    """
+    if mode not in ATTENTIONS:
+        raise ValueError(f"unknown attention {mode!r}; choose one of {ATTENTIONS}")
+    B, K, L = tube_logits.shape
+    mask = tube_mask.bool()  # [B, K]
+    n_valid = mask.sum(dim=1)  # [B]
+    if mode == "mean":
+        w = (
+            mask.to(tube_logits.dtype) / n_valid.clamp_min(1).to(tube_logits.dtype)[:, None]
+        )  # [B, K]
+        return (tube_logits * w[:, :, None]).sum(dim=1)  # [B, L]
+    kk = torch.ones_like(n_valid) if mode == "max" else n_valid.clamp(max=k)  # [B] k per video
+    masked = tube_logits.masked_fill(~mask[:, :, None], float("-inf"))  # [B, K, L]
+    top, _ = masked.sort(dim=1, descending=True)  # [B, K, L] per class, best tubes first
+    rank = torch.arange(K, device=tube_logits.device)  # [K]
+    sel = (rank[None, :] < kk[:, None]).to(tube_logits.dtype)  # [B, K] the first kk ranks
+    top = torch.where(sel[:, :, None] > 0, top, torch.zeros_like(top))  # drop -inf of the rest
+    return (top * sel[:, :, None]).sum(dim=1) / kk.clamp_min(1).to(tube_logits.dtype)[:, None]
+
+
+class ActorAttentionNet(nn.Module):
+    """Encoder + actor-of-interest pooling + a linear classifier per tube.
+
+    ``forward(frames [B, T, 3, H, W], boxes [B, K, T, 4] xyxy input pixels, box_valid bool[B, K, T])
+    -> tube logits [B, K, L]``.
+    """
+
+    def __init__(
+        self,
+        encoder: Encoder,
+        num_classes: int,
+        output_size: tuple[int, int] = (5, 5),
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.output_size = tuple(output_size)
+        in_features = encoder.out_channels * self.output_size[0] * self.output_size[1]
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(in_features, num_classes)
+        nn.init.xavier_uniform_(self.classifier.weight)  # the paper: Xavier initialisation
+        nn.init.zeros_(self.classifier.bias)
+
+    def tube_features(self, frames: Tensor, boxes: Tensor, box_valid: Tensor) -> Tensor:
+        """Pooled tube features ``[B, K, C * X * Y]``."""
+        x = frames.flatten(0, 1)  # [B*T, 3, H, W] (the encoder applies channels_last itself)
+        fmap = self.encoder(x)  # [B*T, C, h, w]
+        pooled = actor_of_interest_pool(
+            fmap, boxes, box_valid, 1.0 / self.encoder.stride, self.output_size
+        )  # [B, K, C, X, Y]
+        return pooled.flatten(2)  # [B, K, C*X*Y]
+
+    def forward(self, frames: Tensor, boxes: Tensor, box_valid: Tensor) -> Tensor:
+        feats = self.tube_features(frames, boxes, box_valid)  # [B, K, D]
+        return self.classifier(self.dropout(feats))  # [B, K, L]
+
+
+class ActorAttention(pl.LightningModule):
+    """Training system for actor attention.
+
+    Args:
+        num_classes: L.
+        encoder / encoder_weights / frozen_bn / channels_last / trainable_encoder: see
+            :func:`wsal.models.encoders.build_encoder`.
+        output_size: the X x Y pooling grid (paper: 5 x 5).
+        attention: ``topk`` (paper), ``max`` or ``mean`` (the ablation).
+        k: tubes averaged per class by ``topk`` (paper: 12 of 20).
+        supervision: ``weak`` (video labels only) or ``box`` — the upper bound: the video's tube
+            with the highest st-IoU with its GT is its only positive (``batch["gt_tube"]``).
+        lr, momentum, weight_decay, lr_step, lr_gamma: SGD with momentum; the weight decay applies
+            to the classifier only (paper); the learning rate is multiplied by ``lr_gamma`` every
+            ``lr_step`` epochs.
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        encoder: str = "small",
+        encoder_weights: str | None = None,
+        frozen_bn: bool = False,
+        channels_last: bool = False,
+        trainable_encoder: bool = True,
+        output_size: tuple[int, int] = (5, 5),
+        dropout: float = 0.0,
+        attention: Literal["topk", "max", "mean"] = "topk",
+        k: int = 12,
+        supervision: Literal["weak", "box"] = "weak",
+        lr: float = 1e-3,
+        momentum: float = 0.95,
+        weight_decay: float = 1e-4,
+        lr_step: int = 5,
+        lr_gamma: float = 0.25,
+    ) -> None:
+        super().__init__()
+        if attention not in ATTENTIONS:
+            raise ValueError(f"unknown attention {attention!r}; choose one of {ATTENTIONS}")
+        if supervision not in ("weak", "box"):
+            raise ValueError(f"supervision must be 'weak' or 'box', got {supervision!r}")
+        self.save_hyperparameters()
+        enc = build_encoder(
+            encoder,
+            encoder_weights,
+            frozen_bn=frozen_bn,
+            channels_last=channels_last,
+            trainable=trainable_encoder,
+        )
+        self.net = ActorAttentionNet(enc, num_classes, tuple(output_size), dropout)
+        self.name = "actor_attention"
+        self.trainable = True
+
+    # ------------------------------------------------------------------------------- inference
+    def forward(self, frames: Tensor, boxes: Tensor, box_valid: Tensor) -> Tensor:
+        """Tube logits ``[B, K, L]``."""
+        return self.net(frames, boxes, box_valid)
+
+    def video_logits(self, tube_logits: Tensor, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        """(video logits ``[B, L]``, mask ``bool[B]`` of videos that carry a training signal)."""
+        mask = batch["tube_mask"]  # [B, K]
+        if self.hparams.supervision == "box":
+            gt = batch["gt_tube"]  # [B]
+            ok = gt >= 0
+            idx = gt.clamp_min(0)
+            ok = ok & mask.gather(1, idx[:, None]).squeeze(1)
+            logits = tube_logits.gather(1, idx[:, None, None].expand(-1, 1, tube_logits.shape[2]))
+            return logits.squeeze(1), ok  # [B, L]
+        logits = attention_pool(tube_logits, mask, self.hparams.attention, self.hparams.k)
+        return logits, mask.any(dim=1)
+
+    # -------------------------------------------------------------------------------- training
+    def _step(self, batch: dict[str, Tensor], split: str) -> Tensor:
+        tube_logits = self(batch["frames"], batch["boxes"], batch["box_valid"])  # [B, K, L]
+        logits, ok = self.video_logits(tube_logits, batch)  # [B, L], [B]
+        if ok.any():
+            loss = F.cross_entropy(logits[ok].float(), batch["label"][ok])
+        else:  # no video of this batch has a usable tube: a zero loss that keeps the graph
+            loss = tube_logits.sum() * 0.0
+        acc = (logits.argmax(dim=1) == batch["label"]).float().mean()
+        bs = int(batch["label"].shape[0])
+        self.log(
+            f"{split}/loss",
+            loss,
+            prog_bar=split == "train",
+            batch_size=bs,
+            sync_dist=split != "train",
+        )
+        self.log(
+            f"{split}/video_acc", acc, prog_bar=True, batch_size=bs, sync_dist=split != "train"
+        )
+        return loss
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        return self._step(batch, "train")
+
+    # ------------------------------------------------------------------------------ validation
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        return self._step(batch, "val")
+
+    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        return self._step(batch, "test")
+
+    # ----------------------------------------------------------------------------- prediction
+    def predict_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Tensor]:
+        """Per-tube class probabilities (softmax over classes of each tube's logits)."""
+        tube_logits = self(batch["frames"], batch["boxes"], batch["box_valid"])  # [B, K, L]
+        return {
+            "video_index": batch["video_index"].cpu(),
+            "tube_scores": tube_logits.float().softmax(dim=2).cpu(),  # [B, K, L]
+            "tube_mask": batch["tube_mask"].cpu(),
+        }
+
+    # ------------------------------------------------------------------------------ optimiser
+    def configure_optimizers(self) -> dict[str, Any]:
+        hp = self.hparams
+        params = [
+            {
+                "params": [p for p in self.net.encoder.parameters() if p.requires_grad],
+                "weight_decay": 0.0,
+            },
+            {"params": list(self.net.classifier.parameters()), "weight_decay": hp.weight_decay},
+        ]
+        opt = torch.optim.SGD(params, lr=hp.lr, momentum=hp.momentum)
+        sched = torch.optim.lr_scheduler.StepLR(opt, step_size=hp.lr_step, gamma=hp.lr_gamma)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}

@@ -1,0 +1,302 @@
+"""Video-frame encoders: 2D convnets applied to each sampled frame (Guess Where §3.2, "Video
+encoder").
+
+An :class:`Encoder` maps ``Tensor[N, 3, H, W]`` (N frames, float, normalized the way its weights
+expect: ImageNet mean/std for torchvision weights; normalization is the data transform's job) to
+response maps ``Tensor[N, C, h, w]``. Its ``stride`` is the number of input pixels per feature-map
+cell: cell ``i`` covers input pixels ``[i * stride, (i + 1) * stride)``, which is the convention
+``roi_align(..., spatial_scale=1 / stride, aligned=True)`` assumes (see ``wsal/models/pooling.py``).
+
+The state-dict keys of an encoder are exactly those of the torchvision model it is cut from
+(``features.0.weight`` for VGG16, ``conv1.weight``/``layer1.0.bn1.running_mean`` for ResNet), so a
+torchvision checkpoint, or a full-model state dict saved from one, loads without renaming.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections import OrderedDict
+from collections.abc import Mapping
+from urllib.parse import urlparse
+
+import torch
+import torchvision
+from torch import Tensor, nn
+from torchvision.ops import FrozenBatchNorm2d
+
+__all__ = ["ENCODERS", "Encoder", "build_encoder", "freeze_batch_norm"]
+
+log = logging.getLogger(__name__)
+
+ENCODERS = ("small", "vgg16", "resnet18", "resnet50")
+
+# Output channels after each stage: VGG16 conv stages 1-5, ResNet layer1-4.
+_VGG16_CHANNELS = (64, 128, 256, 512, 512)
+_RESNET_CHANNELS = {"resnet18": (64, 128, 256, 512), "resnet50": (256, 512, 1024, 2048)}
+_DEFAULT_LAYERS = {"vgg16": 5, "resnet18": 3, "resnet50": 3}
+_WEIGHTS_NAME = re.compile(r"^\w+_Weights\.\w+$")  # "VGG16_Weights.IMAGENET1K_V1"
+
+
+class Encoder(nn.Sequential):
+    """A frame encoder: ``forward(Tensor[N, 3, H, W]) -> Tensor[N, out_channels, h, w]``.
+
+    A thin ``nn.Sequential`` over named stages (named as in torchvision, so checkpoints load
+    as-is) that also records ``out_channels`` (C) and ``stride`` (input pixels per feature cell;
+    boxes in input pixels map to the maps with ``spatial_scale = 1 / stride``). ``h`` is
+    ``floor(H / stride)`` for "small" and "vgg16" (2×2 pooling / 4×4 stride-2 convs floor odd
+    sizes) and ``ceil(H / stride)`` for ResNets (padded stride-2 convs round up).
+    """
+
+    def __init__(
+        self,
+        stages: OrderedDict[str, nn.Module],
+        *,
+        name: str,
+        out_channels: int,
+        stride: int,
+        channels_last: bool = False,
+    ) -> None:
+        super().__init__(stages)
+        self.name = name
+        self.out_channels = out_channels
+        self.stride = stride
+        self.channels_last = channels_last
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``x``: Tensor[N, 3, H, W] float frames -> Tensor[N, C, h, w] response maps."""
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)  # same shape, NHWC strides
+        return super().forward(x)
+
+    def extra_repr(self) -> str:
+        return f"name={self.name!r}, out_channels={self.out_channels}, stride={self.stride}"
+
+
+def build_encoder(
+    name: str = "small",
+    weights: str | None = None,
+    frozen_bn: bool = False,
+    channels_last: bool = False,
+    trainable: bool = True,
+    *,
+    layers: int | None = None,
+) -> Encoder:
+    """Build a frame encoder.
+
+    Args:
+        name: one of :data:`ENCODERS`:
+            - ``"small"``: 4 conv-BN-ReLU blocks, 3→32→64→128→128 channels, stride 8; for CPU
+              runs and tests (~0.13 GMAC per 160×120 frame). No pretrained weights exist for it.
+            - ``"vgg16"``: the convolutional stages of torchvision VGG16 (the paper's encoder)
+              without the last max-pool: stride 16, C = 512.
+            - ``"resnet18"`` / ``"resnet50"``: torchvision ResNet up to ``layer3``: stride 16,
+              C = 256 / 1024. ``layer4`` is dropped by default because stride 32 leaves a
+              160×120 frame a 5×4 map, so a 5×5 actor-of-interest grid over a typical actor box
+              (a few cells wide) would sample mostly interpolated duplicates of one or two cells.
+        weights: ``None`` (random init, as torchvision initializes), a torchvision weights enum
+            name (``"VGG16_Weights.IMAGENET1K_V1"``, ``"ResNet50_Weights.DEFAULT"``) fetched through
+            the torch hub cache, or a local path to a state dict (``torch.load(weights_only=True)``)
+            of either the encoder or the full torchvision model (classifier keys are ignored).
+        frozen_bn: replace every ``BatchNorm2d`` by ``FrozenBatchNorm2d`` with the same statistics
+            and affine parameters (applied after loading weights).
+        channels_last: convert parameters, and the input in ``forward``, to channels-last memory
+            format (faster convs on recent GPUs with AMP).
+        trainable: ``False`` sets ``requires_grad=False`` on all parameters. BatchNorm running
+            statistics still update in train mode; use ``frozen_bn=True`` or ``.eval()`` for a
+            fully fixed encoder.
+        layers: depth for the torchvision encoders: ResNet ``layer1..layer{layers}`` (1-4,
+            default 3; stride ``2 ** (layers + 1)``), VGG16 conv stages ``1..layers`` (1-5,
+            default 5; stride ``2 ** (layers - 1)``). Not accepted for ``"small"``.
+    """
+    if name not in ENCODERS:
+        raise ValueError(f"unknown encoder {name!r}; valid names: {', '.join(ENCODERS)}")
+    if name == "small":
+        if layers is not None:
+            raise ValueError("encoder 'small' has a fixed depth; `layers` is for vgg16/resnet*")
+        if weights is not None and _WEIGHTS_NAME.match(weights) and not os.path.exists(weights):
+            raise ValueError("encoder 'small' has no torchvision weights; pass a local path")
+        encoder, dropped_keys = _small_cnn(), set[str]()
+    elif name == "vgg16":
+        encoder, dropped_keys = _vgg16(_DEFAULT_LAYERS[name] if layers is None else layers)
+    else:
+        encoder, dropped_keys = _resnet(name, _DEFAULT_LAYERS[name] if layers is None else layers)
+
+    if weights is not None:
+        state, source = _read_weights(name, weights)
+        load_backbone_state(encoder, state, dropped_keys=dropped_keys, source=source)
+    if frozen_bn:
+        freeze_batch_norm(encoder)  # in place: the encoder itself is no BatchNorm2d
+    if not trainable:
+        encoder.requires_grad_(False)
+    if channels_last:
+        encoder.channels_last = True
+        encoder.to(memory_format=torch.channels_last)
+    return encoder
+
+
+def freeze_batch_norm(module: nn.Module) -> nn.Module:
+    """Replace, in place and recursively, each ``nn.BatchNorm2d`` of ``module`` by a
+    ``FrozenBatchNorm2d`` holding the same affine parameters and running statistics; returns
+    ``module`` (or the replacement if ``module`` is itself a BatchNorm2d)."""
+    if isinstance(module, nn.BatchNorm2d):
+        if module.running_mean is None or module.running_var is None:
+            raise ValueError("a BatchNorm2d without running statistics cannot be frozen")
+        frozen = FrozenBatchNorm2d(module.num_features, eps=module.eps)
+        frozen.to(device=module.running_mean.device, dtype=module.running_mean.dtype)
+        with torch.no_grad():
+            if module.affine:  # else FrozenBatchNorm2d's weight 1 / bias 0 are already right
+                frozen.weight.copy_(module.weight)
+                frozen.bias.copy_(module.bias)
+            frozen.running_mean.copy_(module.running_mean)
+            frozen.running_var.copy_(module.running_var)
+        return frozen
+    for child_name, child in module.named_children():
+        new = freeze_batch_norm(child)
+        if new is not child:
+            setattr(module, child_name, new)
+    return module
+
+
+def load_backbone_state(
+    encoder: nn.Module,
+    state: Mapping[str, Tensor],
+    *,
+    dropped_keys: set[str],
+    source: str,
+) -> None:
+    """Load ``state`` into ``encoder`` strictly on the encoder's keys.
+
+    ``state`` may be the encoder's own state dict or that of the full torchvision model:
+    keys of the layers the encoder drops (``dropped_keys``: classifier, ``fc``, ``layer4``...)
+    are ignored and logged. Any encoder key absent from ``state`` (other than BatchNorm's
+    ``num_batches_tracked``, which old torchvision checkpoints lack) and any other extra key
+    raise a ``RuntimeError`` naming ``source``: a half-loaded backbone trains silently wrong.
+    """
+    if not isinstance(state, Mapping) or not all(isinstance(k, str) for k in state):
+        raise RuntimeError(f"{source}: expected a state dict (str -> Tensor), got {type(state)}")
+    own = encoder.state_dict()
+    missing = sorted(k for k in own if k not in state and not k.endswith("num_batches_tracked"))
+    extra = [k for k in state if k not in own]
+    unexpected = sorted(k for k in extra if k not in dropped_keys)
+    if missing or unexpected:
+        raise RuntimeError(
+            f"{source} does not match the {getattr(encoder, 'name', 'encoder')} backbone: "
+            f"{len(missing)} missing keys {_preview(missing)}, "
+            f"{len(unexpected)} unexpected keys {_preview(unexpected)}"
+        )
+    if extra:
+        dropped = ", ".join(dict.fromkeys(k.split(".")[0] for k in extra))  # "layer4, fc"
+        log.info("%s: ignored %d keys of dropped layers (%s)", source, len(extra), dropped)
+    encoder.load_state_dict({k: v for k, v in state.items() if k in own}, strict=True)
+
+
+def _preview(keys: list[str], n: int = 5) -> str:
+    return "[" + ", ".join(keys[:n]) + (", ...]" if len(keys) > n else "]")
+
+
+def _read_weights(name: str, weights: str) -> tuple[Mapping[str, Tensor], str]:
+    """The state dict named by ``weights`` (torchvision enum name or local path) and a label."""
+    if os.path.exists(weights) or not _WEIGHTS_NAME.match(weights):
+        weights = os.path.expanduser(weights)
+        if not os.path.isfile(weights):
+            raise FileNotFoundError(f"encoder weights file not found: {weights}")
+        return torch.load(weights, map_location="cpu", weights_only=True), weights
+
+    try:
+        enum = torchvision.models.get_weight(weights)
+    except (ValueError, KeyError) as e:
+        raise ValueError(f"unknown torchvision weights {weights!r}: {e}") from e
+    if not isinstance(enum, torchvision.models.get_model_weights(name)):
+        raise ValueError(f"weights {weights} are not for encoder {name!r}")
+    filename = os.path.basename(urlparse(enum.url).path)
+    cached = os.path.join(torch.hub.get_dir(), "checkpoints", filename)
+    try:
+        state = torch.hub.load_state_dict_from_url(
+            enum.url, map_location="cpu", progress=False, weights_only=True
+        )
+    except Exception as e:  # URLError, HTTPError, socket errors: no network
+        raise RuntimeError(
+            f"could not load {weights}: {filename} is not in the torch hub cache and downloading "
+            f"{enum.url} failed ({type(e).__name__}: {e}). Put the file at {cached} "
+            f"(torch looks in torch.hub.get_dir()/checkpoints; set TORCH_HOME to move it), "
+            f"or pass its local path as `weights`."
+        ) from e
+    return state, f"{weights} ({cached})"
+
+
+def _init_like_torchvision(module: nn.Module) -> None:
+    """torchvision's VGG/ResNet init: Kaiming-normal (fan_out, ReLU) convs, zero biases, BN
+    weight 1 / bias 0 / fresh running statistics."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+            m.reset_running_stats()
+
+
+def _small_cnn() -> Encoder:
+    """3→32→64→128→128, stride 8. The three downsampling convs use kernel 4, stride 2,
+    padding 1: output cell i then sees input pixels 2i-1..2i+2, centred on 2i+1 = (i + 0.5)·2,
+    the cell centre roi_align(aligned=True) assumes; a 3×3 stride-2 conv would centre it on 2i+0.5,
+    a half-pixel shift that compounds to 3.5 input pixels (0.44 cell) after three stages.
+    The last block is a 3×3 stride-1 conv that mixes neighbouring cells at the final resolution."""
+    specs = [(3, 32, 4, 2), (32, 64, 4, 2), (64, 128, 4, 2), (128, 128, 3, 1)]
+    stages: OrderedDict[str, nn.Module] = OrderedDict()
+    for i, (cin, cout, k, s) in enumerate(specs, start=1):
+        stages[f"block{i}"] = nn.Sequential(
+            OrderedDict(
+                conv=nn.Conv2d(cin, cout, k, stride=s, padding=1, bias=False),  # BN has the bias
+                bn=nn.BatchNorm2d(cout),
+                relu=nn.ReLU(inplace=True),
+            )
+        )
+    encoder = Encoder(stages, name="small", out_channels=128, stride=8)
+    _init_like_torchvision(encoder)
+    return encoder
+
+
+def _vgg16(layers: int) -> tuple[Encoder, set[str]]:
+    """VGG16 conv stages 1..layers, without the max-pool that ends stage ``layers``."""
+    if not 1 <= layers <= 5:
+        raise ValueError(f"vgg16 has conv stages 1-5, got layers={layers}")
+    # Built on the meta device: instant (a real VGG16 spends ~1 s initializing its 120M-parameter
+    # classifier, which is thrown away), then materialized and initialized like torchvision.
+    with torch.device("meta"):
+        full = torchvision.models.vgg16(weights=None)
+    pools = [
+        i for i, m in enumerate(full.features) if isinstance(m, nn.MaxPool2d)
+    ]  # [4, 9, 16, 23, 30]
+    features = full.features[: pools[layers - 1]]  # keeps torchvision's indices "0".."29"
+    features.to_empty(device="cpu")
+    _init_like_torchvision(features)
+    encoder = Encoder(
+        OrderedDict(features=features),
+        name="vgg16",
+        out_channels=_VGG16_CHANNELS[layers - 1],
+        stride=2 ** (layers - 1),
+    )
+    return encoder, set(full.state_dict()) - set(encoder.state_dict())
+
+
+def _resnet(name: str, layers: int) -> tuple[Encoder, set[str]]:
+    """ResNet stem (conv1, bn1, relu, maxpool: stride 4) + layer1..layer{layers}."""
+    if not 1 <= layers <= 4:
+        raise ValueError(f"{name} has layer1-layer4, got layers={layers}")
+    with torch.device("meta"):  # as for VGG16: only the kept stages are materialized
+        full = getattr(torchvision.models, name)(weights=None)
+    keep = ["conv1", "bn1", "relu", "maxpool"] + [f"layer{i}" for i in range(1, layers + 1)]
+    encoder = Encoder(
+        OrderedDict((k, getattr(full, k)) for k in keep),
+        name=name,
+        out_channels=_RESNET_CHANNELS[name][layers - 1],
+        stride=2 ** (layers + 1),
+    )
+    encoder.to_empty(device="cpu")
+    _init_like_torchvision(encoder)  # = torchvision's ResNet init (zero_init_residual=False)
+    return encoder, set(full.state_dict()) - set(encoder.state_dict())
