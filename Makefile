@@ -9,7 +9,7 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-full lint format bench clean
+.PHONY: help install demo demo-oracle test test-full lint format bench clean
 
 help: ## show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
@@ -22,7 +22,10 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## create .venv and install wsal with its dev tools
 
-demo: $(STAMP) ## generate SynthActors, link tubes, evaluate, write results.json + pictures (ARGS= for Hydra overrides)
+demo: $(STAMP) ## train actor attention on SynthActors (CPU, ~9 min), evaluate, write results.json + pictures
+	$(PY) train.py experiment=actor_attention_synthetic_cpu $(ARGS)
+
+demo-oracle: $(STAMP) ## localization only: Temporal Prim tubes labelled with the true class (~20 s)
 	$(PY) train.py $(ARGS)
 
 test: $(STAMP) ## fast test suite (no slow tests)

@@ -87,3 +87,12 @@ def test_bad_options_are_refused():
         ActorAttention(num_classes=2, encoder="small", attention="softmax")
     with pytest.raises(ValueError, match="supervision"):
         ActorAttention(num_classes=2, encoder="small", supervision="points")
+
+
+def test_adam_option_keeps_classifier_only_weight_decay():
+    model = ActorAttention(num_classes=3, encoder="small", optimizer="adam", lr=1e-3)
+    opt = model.configure_optimizers()["optimizer"]
+    assert isinstance(opt, torch.optim.Adam)
+    assert [g["weight_decay"] for g in opt.param_groups] == [0.0, 1e-4]
+    with pytest.raises(ValueError, match="optimizer"):
+        ActorAttention(num_classes=2, encoder="small", optimizer="lbfgs")
