@@ -2,8 +2,10 @@
 
 Builds every stage from the config (the only place that reads it, with eval.py), runs the
 pipeline on the chosen dataset and writes ``results.json``, ``detections.npz`` and pictures into
-the run folder. Until a learning method lands, the default method labels each tube with its
-video's class (localization only): the demo reports proposal recall and localization video-mAP.
+the run folder. A trainable method (a ``_partial_`` method config, e.g. ``method=actor_attention``)
+is fitted with Lightning on the train split and predicts the evaluation split; the default method
+(``oracle_label``) needs no training and labels each tube with its video's class (localization
+only). ``make demo`` = ``train.py experiment=actor_attention_synthetic_cpu``.
 """
 
 from __future__ import annotations
