@@ -38,7 +38,7 @@ def main(cfg: DictConfig) -> float:
     run_cfg = OmegaConf.load(saved)
     dets_path = Path(cfg.detections) if cfg.detections else run_dir / "detections.npz"
     prepared = instantiate(run_cfg.dataset).prepare()
-    _, tubes = link_cached(
+    tubes = link_cached(
         prepared,
         instantiate(run_cfg.detector),
         instantiate(run_cfg.linker),

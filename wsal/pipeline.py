@@ -105,14 +105,13 @@ def _load_tubes(path: Path, nframes: Mapping[str, int]) -> dict[str, Tubes]:
 
 def link_cached(
     prepared: PreparedDataset, detector: Any, linker: Linker, cache_dir: str | os.PathLike
-) -> tuple[dict[str, Detections], dict[str, Tubes]]:
-    """Detections and tubes of every video; tubes are read from / written to the cache.
+) -> dict[str, Tubes]:
+    """Tubes of every video, read from the cache or linked (and cached) on a miss.
 
     The cache key holds the dataset's, the detector's and the linker's keys, so changing any
-    parameter that shapes the tubes links again.
+    parameter that shapes the tubes links again. Detections are only read on a miss.
     """
     index = prepared.index
-    dets = detector.load(index, prepared.detections)
     key = (
         f"{prepared.cache_key}__{detector.name}-{detector.cache_key(prepared.detections)}__"
         f"{linker.name}-{linker.cache_key()}"
@@ -121,10 +120,10 @@ def link_cached(
     nframes = {v: info.nframes for v, info in index.videos.items()}
     if path.exists():
         log.info("tubes from cache %s", path)
-        return dets, _load_tubes(path, nframes)
-    tubes = linker.link(dets)
+        return _load_tubes(path, nframes)
+    tubes = linker.link(detector.load(index, prepared.detections))
     _save_tubes(path, tubes)
-    return dets, tubes
+    return tubes
 
 
 def tubes_to_detections(videos: Sequence[str], tubes: Mapping[str, Tubes]) -> TubeDetections:
@@ -202,14 +201,14 @@ def run_localization(
     into ``out_dir``; return the results dict."""
     timings: dict[str, float] = {}
     t = time.perf_counter()
-    dets, tubes = link_cached(prepared, detector, linker, cache_dir)
+    tubes = link_cached(prepared, detector, linker, cache_dir)
     timings["detections+linking_s"] = time.perf_counter() - t
     index = prepared.index
     videos = index.split(spec.split)
     t = time.perf_counter()
     results = reranker(method.predict(index, videos, tubes))
     timings["method_s"] = time.perf_counter() - t
-    info = {"num_boxes": int(sum(len(d) for d in dets.values())), **(run_info or {})}
+    info = {"num_tubes": int(sum(tb.num_tubes for tb in tubes.values())), **(run_info or {})}
     return report(prepared.name, index, videos, tubes, results, spec, out_dir, info, timings)
 
 

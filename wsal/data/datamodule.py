@@ -493,7 +493,7 @@ class ActorTubeDataModule(pl.LightningDataModule):
     def _load(self) -> None:
         if self.prepared is None:  # DDP ranks > 0 (prepare_data ran on rank 0) or no Trainer
             self.prepared = self.dataset.prepare()
-        _, self.tubes = link_cached(self.prepared, self.detector, self.linker, self.cache_dir)
+        self.tubes = link_cached(self.prepared, self.detector, self.linker, self.cache_dir)
         index = self.index = self.prepared.index
         self.label_names = list(index.labels)
         train = list(index.split(self.train_split))
