@@ -34,10 +34,21 @@ __all__ = ["EvaluationSpec", "link_cached", "tubes_to_detections", "run_localiza
 
 
 class Linker(Protocol):
+    """A linker: ``link(dets) -> tubes``. One that needs the videos' frames (actor linking: the
+    tracker looks at pixels) sets ``needs_frames = True`` and is called ``link(dets, index=index)``
+    to decode them through ``index.video_path``."""
+
     name: str
 
     def cache_key(self) -> str: ...
     def link(self, dets: Mapping[str, Detections]) -> dict[str, Tubes]: ...
+
+
+def link(linker: Linker, dets: Mapping[str, Detections], index: DatasetIndex) -> dict[str, Tubes]:
+    """Run ``linker`` on ``dets``, handing it the index when it needs the videos' frames."""
+    if getattr(linker, "needs_frames", False):
+        return linker.link(dets, index=index)  # type: ignore[call-arg]
+    return linker.link(dets)
 
 
 @dataclass
@@ -121,7 +132,7 @@ def link_cached(
     if path.exists():
         log.info("tubes from cache %s", path)
         return _load_tubes(path, nframes)
-    tubes = linker.link(detector.load(index, prepared.detections))
+    tubes = link(linker, detector.load(index, prepared.detections), index)
     _save_tubes(path, tubes)
     return tubes
 

@@ -1,0 +1,185 @@
+"""Actor linking: detector seeds + a Siamese tracker -> actor proposals ("Guess Where?" §3.1, Alg. 1).
+
+Conventions: frames 0-based, boxes ``xyxy`` float pixels, one :class:`Detections` and the
+decoded video (uint8 ``[T, H, W, 3]`` RGB) per call, one :class:`Tubes` out.
+
+Algorithm 1 of the paper, for one video:
+
+1. take the highest-scoring remaining detection (score ``> min_score``; ties: lowest row);
+2. track its box through the whole video, forward to the last frame and backward to the first;
+3. remove every remaining detection whose IoU with the new tube's box *in its own frame* exceeds
+   ``suppress_iou`` (0.7 in the paper; the seed itself always goes, its IoU is 1);
+4. repeat until ``num_tubes`` tubes (20 in the paper) or no detection remains.
+
+**Batched, and still exactly Algorithm 1.** Tracking is the expensive step and the tracker is
+deterministic and independent per target, so we track the ``batch_seeds`` highest-scoring
+remaining detections together (one correlation batch per frame in
+:meth:`SiamFCTracker.track`), then walk them in score order: a candidate that an earlier accepted
+tube suppressed is skipped (its tracking is wasted), the others are accepted. Every detection
+outside the batch scores at most as much as every candidate, so the first unsuppressed candidate
+is exactly the detection step 1 would pick; the tubes are those of the one-at-a-time loop
+(``tests/test_actor_linking.py`` checks this against a literal transcription).
+
+Output: tubes cover the whole video (a tracker never stops). ``box_index`` marks where the box is
+the detector's: the seed's row at the seed frame, -1 (tracker box) elsewhere. The tube score is its
+seed's detection score, so tubes come out in the order Algorithm 1 makes them (non-increasing
+score), which is the proposal ranking the recall study uses; ``Tubes.labels`` stays -1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Protocol
+
+import numpy as np
+
+from wsal.structures import Detections, Tubes
+from wsal.tube_ops import box_iou_paired
+
+__all__ = ["Tracker", "actor_link", "actor_link_reference"]
+
+
+class Tracker(Protocol):
+    """What actor linking needs from a tracker (``wsal.linking.siamfc.SiamFCTracker`` is one)."""
+
+    def track(
+        self, frames: np.ndarray, frame0: np.ndarray, boxes0: np.ndarray, progress: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """frames uint8 [T,H,W,3]; frame0 int64[K]; boxes0 float32[K,4] ->
+        (boxes float32[K,T,4], scores float32[K,T]), each target tracked over the whole video."""
+        ...
+
+
+def _check(frames: np.ndarray, dets: Detections, video: str) -> None:
+    if frames.ndim != 4 or frames.shape[-1] != 3:
+        raise ValueError(f"video {video!r}: frames must be uint8 [T,H,W,3], got {frames.shape}")
+    if frames.shape[0] != dets.num_frames:
+        raise ValueError(
+            f"video {video!r}: the decoded video has {frames.shape[0]} frames but its detections "
+            f"are for {dets.num_frames} frames (wrong detections file or video?)"
+        )
+    if len(dets) and not np.isfinite(dets.boxes).all():
+        raise ValueError(f"video {video!r}: detections contain non-finite boxes")
+
+
+def _order(scores: np.ndarray, alive: np.ndarray) -> np.ndarray:
+    """Rows of alive detections by descending score, ties by lowest row."""
+    rows = np.flatnonzero(alive)
+    return rows[np.lexsort((rows, -scores[rows]))]
+
+
+def actor_link(
+    frames: np.ndarray,
+    dets: Detections,
+    tracker: Tracker,
+    num_tubes: int = 20,
+    suppress_iou: float = 0.7,
+    min_score: float = 0.0,
+    batch_seeds: int = 8,
+    video: str = "?",
+) -> Tubes:
+    """Actor proposals of one video (Alg. 1), tracking ``batch_seeds`` seeds per tracker call.
+
+    Args:
+        frames: uint8 ``[T, H, W, 3]`` RGB, the whole video (``T == dets.num_frames``).
+        dets: the video's detections (``frame`` int64[N] sorted, ``boxes`` float32[N,4] xyxy,
+            ``scores`` float32[N]); only rows with ``score > min_score`` seed or get suppressed.
+        tracker: anything with ``track(frames, frame0, boxes0)`` (see :class:`Tracker`).
+        num_tubes: N, the most proposals (paper: 20).
+        suppress_iou: detections with IoU ``>`` this with a tube's box in their frame are removed
+            (paper: 0.7; continuous-coordinate IoU).
+        batch_seeds: seeds tracked per tracker call (speed only; the tubes do not depend on it).
+
+    Returns:
+        Tubes ``[k <= N, T]`` valid on every frame, ``box_index`` = seed row at the seed frame and
+        -1 elsewhere, ``scores`` = seed scores (non-increasing).
+    """
+    if num_tubes < 1:
+        raise ValueError(f"num_tubes must be >= 1, got {num_tubes}")
+    _check(frames, dets, video)
+    T = dets.num_frames
+    alive = dets.scores > min_score  # [N] not yet used or suppressed
+    tubes: list[np.ndarray] = []
+    seeds: list[int] = []
+    while len(tubes) < num_tubes and alive.any():
+        cand = _order(dets.scores, alive)[: max(1, batch_seeds)]  # [B] rows, best first
+        boxes, _ = tracker.track(frames, dets.frame[cand], dets.boxes[cand])  # [B,T,4]
+        for j, row in enumerate(cand):
+            if not alive[row]:
+                continue  # suppressed by a tube accepted earlier in this batch
+            tube = np.asarray(boxes[j], np.float32)  # [T,4]
+            tube[dets.frame[row]] = dets.boxes[row]  # the seed frame keeps the detector's box
+            idx = np.flatnonzero(alive)  # [n]
+            iou = box_iou_paired(  # [n] in float64, like the reference loop
+                dets.boxes[idx].astype(np.float64), tube[dets.frame[idx]].astype(np.float64)
+            )
+            alive[idx[iou > suppress_iou]] = False
+            alive[row] = False
+            tubes.append(tube)
+            seeds.append(int(row))
+            if len(tubes) == num_tubes:
+                break
+    return _to_tubes(tubes, seeds, dets, T)
+
+
+def _to_tubes(tubes: list[np.ndarray], seeds: list[int], dets: Detections, T: int) -> Tubes:
+    k = len(tubes)
+    if k == 0:
+        return Tubes.empty(T)
+    box_index = np.full((k, T), -1, np.int64)
+    seeds_a = np.asarray(seeds, np.int64)
+    box_index[np.arange(k), dets.frame[seeds_a]] = seeds_a
+    return Tubes(
+        np.stack(tubes).astype(np.float32),
+        np.ones((k, T), bool),
+        box_index,
+        dets.scores[seeds_a].astype(np.float32),
+    )
+
+
+def actor_link_reference(
+    frames: np.ndarray,
+    dets: Detections,
+    track_one: Callable[[np.ndarray, int, np.ndarray], np.ndarray],
+    num_tubes: int = 20,
+    suppress_iou: float = 0.7,
+    min_score: float = 0.0,
+) -> Tubes:
+    """Algorithm 1 transcribed literally, one seed and one box at a time (the slow twin).
+
+    ``track_one(frames, frame0, box0) -> boxes [T,4]`` tracks a single target.
+    """
+    T = dets.num_frames
+    alive = [bool(s > min_score) for s in dets.scores]
+    tubes, seeds = [], []
+    while len(tubes) < num_tubes and any(alive):
+        best = None
+        for r in range(len(dets)):
+            if alive[r] and (best is None or dets.scores[r] > dets.scores[best]):
+                best = r
+        assert best is not None
+        tube = np.array(track_one(frames, int(dets.frame[best]), dets.boxes[best]), np.float32)
+        tube[dets.frame[best]] = dets.boxes[best]
+        for r in range(len(dets)):
+            if alive[r]:
+                a, b = dets.boxes[r].astype(np.float64), tube[dets.frame[r]].astype(np.float64)
+                iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+                ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+                inter = iw * ih
+                union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+                if union > 0 and inter / union > suppress_iou:
+                    alive[r] = False
+        alive[best] = False
+        tubes.append(tube)
+        seeds.append(best)
+    return _to_tubes(tubes, seeds, dets, T)
+
+
+def link_videos(
+    videos: Mapping[str, Detections],
+    read: Callable[[str], np.ndarray],
+    tracker: Tracker,
+    **kwargs: object,
+) -> dict[str, Tubes]:
+    """:func:`actor_link` over many videos; ``read(video) -> frames`` decodes one video."""
+    return {v: actor_link(read(v), d, tracker, video=v, **kwargs) for v, d in videos.items()}  # type: ignore[arg-type]
