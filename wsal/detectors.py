@@ -1,20 +1,31 @@
 """Detector backends that produce per-video :class:`Detections` for a dataset.
 
-``StoredDetections`` reads a detections store (DESIGN §4): a file given by path, or the dataset's
-own detections (SynthActors' simulated actor detector) when ``path`` is None. Image detectors
-(torchvision, HOG) that write such files come with the actor-proposals issue.
+Every backend has ``name``, ``cache_key(default) -> str`` (changes whenever its boxes would) and
+``load(index, default) -> {video: Detections}`` (every video of the index; ``default`` is the
+dataset's own detections file or None). See docs/detectors.md.
+
+- ``StoredDetections`` reads a detections store (DESIGN §4): a file given by path, or the dataset's
+  own detections (SynthActors' simulated actor detector) when ``path`` is None.
+- ``TorchvisionDetector`` runs any torchvision detection model over the dataset's videos (a
+  Lightning predict, sharded and resumable: :mod:`wsal.detection`), keeps the actors of interest,
+  caches the merged detections file and reads it like a store.
+
+torch is imported only when a torchvision detector runs.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from wsal.data.annotations import DatasetIndex
 from wsal.data.detections import load_detections
 from wsal.structures import Detections
 
-__all__ = ["StoredDetections"]
+__all__ = ["StoredDetections", "TorchvisionDetector"]
 
 
 class StoredDetections:
@@ -43,14 +54,178 @@ class StoredDetections:
 
     def load(self, index: DatasetIndex, default: Path | None = None) -> dict[str, Detections]:
         """Detections of every video of ``index`` (a video without a row gets an empty set)."""
-        path = self.resolve(default)
-        nframes = {v: info.nframes for v, info in index.videos.items()}
-        sizes = {
-            v: (info.width, info.height)
-            for v, info in index.videos.items()
-            if info.width and info.height
+        return _read_store(self.resolve(default), index)
+
+
+def _read_store(path: Path, index: DatasetIndex) -> dict[str, Detections]:
+    """Detections of every video of ``index`` from a store, checked against its frame counts."""
+    nframes = {v: info.nframes for v, info in index.videos.items()}
+    sizes = {
+        v: (info.width, info.height)
+        for v, info in index.videos.items()
+        if info.width and info.height
+    }
+    dets = load_detections(
+        path, num_frames=nframes, frame_size=sizes if len(sizes) == len(nframes) else None
+    )
+    return {v: dets.get(v, Detections.empty(nframes[v])) for v in index.videos}
+
+
+class TorchvisionDetector:
+    """Any torchvision detection model, run over a dataset's videos; keeps the actors of interest.
+
+    Boxes are ``xyxy`` float pixels of the frames decoded at the index's size, frames 0-based,
+    ``labels`` the category index of the weights' list (COCO: person = 1). Nothing is built or
+    read at construction; :meth:`load` detects on a cache miss.
+
+    Args:
+        model: a torchvision detection model name, e.g. ``"fasterrcnn_resnet50_fpn_v2"``.
+        weights: ``"DEFAULT"``, a torchvision enum name (``"FasterRCNN_ResNet50_FPN_V2_Weights.
+            COCO_V1"``), a local state-dict path, or None (random init with ``seed``: tests).
+            Pretrained files are read from ``$TORCH_HOME/hub/checkpoints``; missing ones raise an
+            error saying where to put them unless ``download``.
+        classes: category names of the actors of interest (``("person",)`` for human actions;
+            any COCO classes, e.g. ``("dog", "horse")``, for other actors).
+        score_thresh: keep boxes scoring at least this.
+        nms_iou: class-wise NMS IoU per frame (None: the model's own, 0.5 for the R-CNNs).
+        max_per_frame: at most this many boxes per frame (the highest-scoring).
+        min_size, max_size: the model's internal resize (None: its default).
+        batch_frames: frames per forward pass.
+        device: Lightning accelerator (``"cpu"``, ``"gpu"``/``"cuda"``, ``"auto"``).
+        devices, num_nodes, strategy, precision: Lightning Trainer arguments (``devices=4,
+            strategy="ddp"`` for 4 GPUs; see docs/detectors.md for running DDP from a script).
+        num_workers: video-decoding DataLoader workers per rank.
+        out_dir: where the merged file and its shards go (one pair per dataset and parameters).
+        progress: show Lightning's progress bar.
+        download: allow downloading missing pretrained weights.
+        seed: random-init seed (weights=None only).
+        name: the backend's name in cache keys and results.
+    """
+
+    def __init__(
+        self,
+        model: str = "fasterrcnn_resnet50_fpn_v2",
+        weights: str | None = "DEFAULT",
+        classes: Sequence[str] = ("person",),
+        score_thresh: float = 0.5,
+        nms_iou: float | None = 0.5,
+        max_per_frame: int = 100,
+        min_size: int | None = None,
+        max_size: int | None = None,
+        batch_frames: int = 16,
+        device: str = "auto",
+        devices: int | str | Sequence[int] = 1,
+        num_nodes: int = 1,
+        strategy: str = "auto",
+        precision: str = "32-true",
+        num_workers: int = 2,
+        out_dir: str = "data/cache/detections",
+        progress: bool = True,
+        download: bool = False,
+        seed: int = 0,
+        name: str = "torchvision",
+    ) -> None:
+        if isinstance(classes, str):
+            classes = (classes,)
+        self.model = model
+        self.weights = None if weights in (None, "", "none", "None") else str(weights)
+        self.classes = tuple(str(c) for c in classes)
+        self.score_thresh = float(score_thresh)
+        self.nms_iou = None if nms_iou is None else float(nms_iou)
+        self.max_per_frame = int(max_per_frame)
+        self.min_size = min_size
+        self.max_size = max_size
+        self.batch_frames = int(batch_frames)
+        self.device = device
+        self.devices = devices
+        self.num_nodes = num_nodes
+        self.strategy = strategy
+        self.precision = precision
+        self.num_workers = num_workers
+        self.out_dir = Path(out_dir)
+        self.progress = progress
+        self.download = download
+        self.seed = int(seed)
+        self.name = name
+
+    def params(self) -> dict[str, Any]:
+        """Everything that shapes the boxes (not batching, devices or workers)."""
+        from wsal.detection.model import resolve_weights
+
+        resolved = resolve_weights(self.model, self.weights)
+        return {
+            "model": self.model,
+            "weights": resolved.key,
+            "classes": list(self.classes),
+            "score_thresh": self.score_thresh,
+            "nms_iou": self.nms_iou,
+            "max_per_frame": self.max_per_frame,
+            "min_size": self.min_size,
+            "max_size": self.max_size,
+            "seed": self.seed if resolved.key == "random" else None,
         }
-        dets = load_detections(
-            path, num_frames=nframes, frame_size=sizes if len(sizes) == len(nframes) else None
+
+    def cache_key(self, default: Path | None = None) -> str:
+        text = json.dumps(self.params(), sort_keys=True)
+        return f"{self.model}-" + hashlib.sha1(text.encode()).hexdigest()[:12]
+
+    def output_path(self, index: DatasetIndex, videos: Sequence[str] | None = None) -> Path:
+        """The merged detections file of these videos (default: all) under ``out_dir``."""
+        from wsal.detection.predict import dataset_key, jobs_from_index
+
+        key = dataset_key(jobs_from_index(index, videos))
+        return self.out_dir / f"detections__{key}__{self.name}-{self.cache_key()}.npz"
+
+    def build_module(self) -> Any:
+        """The :class:`wsal.detection.DetectorModule` (model built, weights read)."""
+        from wsal.detection.model import build_detector, class_ids
+        from wsal.detection.predict import DetectorModule
+
+        net, resolved = build_detector(
+            self.model,
+            self.weights,
+            score_thresh=self.score_thresh,
+            nms_iou=self.nms_iou,
+            max_per_frame=self.max_per_frame,
+            min_size=self.min_size,
+            max_size=self.max_size,
+            download=self.download,
+            seed=self.seed,
         )
-        return {v: dets.get(v, Detections.empty(nframes[v])) for v in index.videos}
+        keep = class_ids(resolved.categories, self.classes)
+        return DetectorModule(net, keep, self.score_thresh, self.nms_iou, self.max_per_frame)
+
+    def detect(
+        self,
+        index: DatasetIndex,
+        out: str | Path | None = None,
+        videos: Sequence[str] | None = None,
+    ) -> Path:
+        """Detect on ``videos`` of ``index`` (default: all) unless ``out`` (default:
+        :meth:`output_path`) exists; resumes from the shards beside it. Returns ``out``."""
+        from wsal.detection.predict import jobs_from_index, run_detection
+
+        out = Path(out) if out is not None else self.output_path(index, videos)
+        if out.exists():
+            return out
+        jobs = jobs_from_index(index, videos)
+        meta = {"detector": self.name, **self.params(), "videos": len(jobs)}
+        return run_detection(
+            jobs,
+            self.build_module(),
+            out,
+            batch_frames=self.batch_frames,
+            accelerator=self.device,
+            devices=self.devices,
+            num_nodes=self.num_nodes,
+            strategy=self.strategy,
+            precision=self.precision,
+            num_workers=self.num_workers,
+            progress=self.progress,
+            meta=meta,
+        )
+
+    def load(self, index: DatasetIndex, default: Path | None = None) -> dict[str, Detections]:
+        """Detections of every video of ``index`` (detected first on a cache miss; ``default``,
+        the dataset's own detections, is not used)."""
+        return _read_store(self.detect(index), index)
