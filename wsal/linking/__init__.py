@@ -1,6 +1,22 @@
-"""Linkers: per-frame boxes -> tubes (DESIGN §2). ``python -m wsal.linking`` runs them on files."""
+"""Linkers: per-frame boxes -> tubes (DESIGN §2). ``python -m wsal.linking`` runs them on files.
 
-from wsal.linking.linkers import TemporalPrimLinker
+``temporal_prim`` (STIL §3.2), ``viterbi`` (Gkioxari & Malik 2015), ``actor`` (Guess Where? Alg. 1,
+detections + the SiamFC tracker of :mod:`wsal.linking.siamfc`).
+"""
+
+from wsal.linking.actor import actor_link
+from wsal.linking.linkers import ActorLinker, TemporalPrimLinker
 from wsal.linking.temporal_prim import temporal_prim, temporal_prim_batch
+# the function ``viterbi`` is not re-exported: it would shadow the module ``wsal.linking.viterbi``
+# that configs name in ``_target_: wsal.linking.viterbi.ViterbiLinker``
+from wsal.linking.viterbi import ViterbiLinker, viterbi_batch
 
-__all__ = ["TemporalPrimLinker", "temporal_prim", "temporal_prim_batch"]
+__all__ = [
+    "ActorLinker",
+    "TemporalPrimLinker",
+    "ViterbiLinker",
+    "actor_link",
+    "temporal_prim",
+    "temporal_prim_batch",
+    "viterbi_batch",
+]
