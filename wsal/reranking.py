@@ -1,18 +1,183 @@
-"""Reranking of tube scores after a method (DESIGN §2, STIL §3.4).
+"""Reranking of tube scores after a method (DESIGN §2, STIL §3.4 and Figure 5).
 
-``NoReranking`` returns the detections unchanged. Contextual and negative-evidence reranking
-arrive with STIL (they need a video classifier and per-class scores of every tube).
+A method gives every tube of a test video a score per class (one :class:`TubeDetections` row
+per video, class and tube). STIL reranks them with two kinds of evidence:
+
+- **contextual**: ``+ w * g_c(video)``, the score of class ``c`` from a *global* linear video
+  classifier trained on the same training videos and labels (:func:`fit_video_classifier` on
+  :func:`wsal.features.extract_video_descriptors`: frames at 2 fps, pooled features);
+- **negative evidence**: ``- (max over the video's rows of the score - score)``: the maximum
+  tube score of the video over all actions minus the tube's own score, so a tube loses what
+  the best action of its video has over it (the video's top tube loses nothing).
+
+``both`` adds the two terms, each computed from the method's own scores:
+``s' = s + w * g_c(v) - (max_v s - s)``. STIL normalises neither score before adding (both
+are margins of linear SVMs on L2-normalised features); ``context_weight`` (default 1) is there for
+scores of another scale (e.g. softmax outputs). See docs/supervision.md.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import torch
+
+from wsal.data.annotations import DatasetIndex
+from wsal.models.hinge import fit_linear_hinge
 from wsal.structures import TubeDetections
 
-__all__ = ["NoReranking"]
+__all__ = [
+    "Reranking",
+    "NoReranking",
+    "negative_evidence",
+    "context_scores",
+    "labels_matrix",
+    "fit_video_classifier",
+    "video_scores",
+]
 
 
-class NoReranking:
-    name = "none"
+# ------------------------------------------------------------------------------ score functions
+def negative_evidence(video: np.ndarray, score: np.ndarray) -> np.ndarray:
+    """STIL's negative-evidence reranking: ``score - (max_video - score)``.
 
-    def __call__(self, dets: TubeDetections) -> TubeDetections:
-        return dets
+    ``video str[N]``, ``score float[N]`` (one row per video, class and tube) -> ``float64[N]``.
+    ``max_video`` is the largest score among all rows of the same video, over every action.
+    """
+    score = np.asarray(score, dtype=np.float64).reshape(-1)
+    _, inv = np.unique(np.asarray(video).astype(str), return_inverse=True)  # [N] video group
+    vmax = np.full(int(inv.max()) + 1 if inv.size else 0, -np.inf)  # [U]
+    np.maximum.at(vmax, inv, score)
+    return score - (vmax[inv] - score)
+
+
+def context_scores(
+    video: np.ndarray, label: np.ndarray, scores: Mapping[str, np.ndarray]
+) -> np.ndarray:
+    """``scores[video[i]][label[i]]`` for every row -> ``float64[N]``.
+
+    ``scores``: video id -> ``float[L]`` global classifier scores (:func:`video_scores`).
+    """
+    video = np.asarray(video).astype(str).reshape(-1)
+    label = np.asarray(label, dtype=np.int64).reshape(-1)
+    uniq, inv = np.unique(video, return_inverse=True)  # [U], [N]
+    if uniq.size == 0:
+        return np.zeros(0)
+    missing = [v for v in uniq if v not in scores]
+    if missing:
+        raise KeyError(
+            f"context reranking: no video classifier score for {len(missing)} video(s), "
+            f"e.g. {missing[0]!r}"
+        )
+    table = np.stack([np.asarray(scores[v], dtype=np.float64).reshape(-1) for v in uniq])  # [U, L]
+    if label.size and (label.min() < 0 or label.max() >= table.shape[1]):
+        bad = int(np.nonzero((label < 0) | (label >= table.shape[1]))[0][0])
+        raise ValueError(
+            f"context reranking: video {video[bad]!r} has label {label[bad]} but the video "
+            f"classifier scores {table.shape[1]} classes"
+        )
+    return table[inv, label]
+
+
+# ------------------------------------------------------------------------------ rerankers
+class Reranking:
+    """Rerank tube scores with contextual and/or negative evidence (STIL §3.4).
+
+    ``context``: add ``context_weight`` times the global video classifier's score of the row's
+    class; ``negative``: apply :func:`negative_evidence`. Both terms come from the method's
+    scores, then add up. ``name`` is ``none``, ``context``, ``negative`` or ``both``.
+    """
+
+    def __init__(self, context: bool = False, negative: bool = False, context_weight: float = 1.0):
+        self.context = bool(context)
+        self.negative = bool(negative)
+        self.context_weight = float(context_weight)
+
+    @property
+    def name(self) -> str:
+        if self.context and self.negative:
+            return "both"
+        return "context" if self.context else "negative" if self.negative else "none"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, context_weight={self.context_weight})"
+
+    def __call__(
+        self, dets: TubeDetections, video_scores: Mapping[str, np.ndarray] | None = None
+    ) -> TubeDetections:
+        """Rerank ``dets`` (rows, tubes and order unchanged; only ``score`` changes).
+
+        ``video_scores``: video id -> ``float[L]`` global classifier scores; needed by
+        ``context``/``both`` for every video of ``dets``, ignored otherwise.
+        """
+        if not (self.context or self.negative):
+            return dets
+        score = dets.score.astype(np.float64)  # [N]
+        new = negative_evidence(dets.video, score) if self.negative else score.copy()
+        if self.context:
+            if video_scores is None:
+                raise ValueError(
+                    f"reranking={self.name} needs video_scores (the global video classifier's "
+                    "scores per test video); none were given"
+                )
+            new += self.context_weight * context_scores(dets.video, dets.label, video_scores)
+        return TubeDetections(dets.video, dets.label, new, dets.offsets, dets.rows)
+
+
+class NoReranking(Reranking):
+    """The method's scores unchanged (``reranking=none``)."""
+
+    def __init__(self) -> None:
+        super().__init__(context=False, negative=False)
+
+
+# ------------------------------------------------------------------------------ video classifier
+def labels_matrix(index: DatasetIndex, videos: Sequence[str]) -> np.ndarray:
+    """``bool[V, L]``: ``[i, c]`` is True when video ``videos[i]`` has class ``c``."""
+    out = np.zeros((len(videos), len(index.labels)), dtype=bool)
+    for i, v in enumerate(videos):
+        out[i, index.videos[v].labels] = True
+    return out
+
+
+def fit_video_classifier(
+    descriptors: np.ndarray, labels: np.ndarray, C: float = 10.0, loss: str = "squared_hinge"
+) -> tuple[np.ndarray, np.ndarray]:
+    """One linear classifier per class on whole-video descriptors (STIL §3.4, contextual).
+
+    ``descriptors float[V, D]`` (:func:`wsal.features.extract_video_descriptors`), ``labels bool[V, L]``
+    (:func:`labels_matrix`): each class is trained one-vs-rest on the same training videos as the
+    localizer. Returns ``W float32[L, D]``, ``b float32[L]``; the score of a video is ``W x + b``.
+    """
+    X = np.asarray(descriptors, dtype=np.float32)
+    Y = np.asarray(labels)
+    if X.ndim != 2 or Y.ndim != 2 or X.shape[0] != Y.shape[0]:
+        raise ValueError(
+            f"fit_video_classifier: descriptors [V, D] and labels [V, L] expected, got "
+            f"{X.shape} and {Y.shape}"
+        )
+    if not np.isin(Y, (0, 1)).all():
+        raise ValueError("fit_video_classifier: labels must be boolean (0/1) [V, L]")
+    y = np.where(Y.astype(bool), 1.0, -1.0).astype(np.float32)  # [V, L] one-vs-rest targets
+    W, b = fit_linear_hinge(torch.from_numpy(X), torch.from_numpy(y), C=C, loss=loss, bias=True)
+    return (
+        np.asarray(torch.as_tensor(W).detach().cpu(), dtype=np.float32),
+        np.asarray(torch.as_tensor(b).detach().cpu(), dtype=np.float32).reshape(-1),
+    )
+
+
+def video_scores(
+    W: np.ndarray, b: np.ndarray, descriptors: Mapping[str, np.ndarray]
+) -> dict[str, np.ndarray]:
+    """Global classifier scores ``{video: float64[L]} = W x + b`` for every descriptor ``x [D]``."""
+    W = np.asarray(W, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64).reshape(-1)
+    if not descriptors:
+        return {}
+    vids = list(descriptors)
+    X = np.stack([np.asarray(descriptors[v], dtype=np.float64).reshape(-1) for v in vids])  # [V, D]
+    if X.shape[1] != W.shape[1]:
+        raise ValueError(f"video_scores: descriptors have D={X.shape[1]}, W has D={W.shape[1]}")
+    S = X @ W.T + b  # [V, L]
+    return {v: S[i] for i, v in enumerate(vids)}

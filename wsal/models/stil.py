@@ -1,0 +1,1055 @@
+"""Spatio-Temporal Instance Learning (STIL, Mettes & Snoek): latent subtubes + max-margin boxes.
+
+Conventions: frames are 0-based; boxes ``xyxy`` float pixels; one row per detector box. Training
+data is columnar (:class:`STILData`): the boxes of all videos concatenated (video v owns rows
+``box_offsets[v]:box_offsets[v+1]``, in its ``Detections`` row order), each tube a row of global
+box indices in time order, left-aligned and padded with -1.
+
+The method (STIL §3, Eq. 1-3), as implemented here:
+
+- **Model**: one linear scorer ``<w_c, x> + b_c`` per class over L2-normalised box features
+  (§4: "We l2-normalize each box representation"); all classes in one ``[L, D]`` matrix.
+- **Objective** (Eq. 1 with the latent ``h`` fixed): an l2-regularised max-margin problem solved
+  for all classes (and all fold models) at once by :func:`wsal.models.hinge.fit_linear_hinge`
+  (``C`` = 10, §4). The default ``loss="hinge"`` is Eq. 1's; ``"squared_hinge"`` (the L2-loss SVM
+  of LIBLINEAR/LinearSVC, "standard l2-regularized max-margin solvers [9]") is faster but leaves
+  the selected boxes just below the margin 1, which Eq. 3's penalty of 1 per box then trims away
+  (docs/stil.md, "The planted toy").
+- **Examples of class c**: positives = the boxes of the selected subtube of each video labelled c
+  (Eq. 2: one tube per video, one contiguous run of boxes in it); negatives = every box of every
+  video not labelled c (Condition 3; ``negatives="selected"`` keeps only the boxes the same
+  selection picks in those videos, the literal "top scoring boxes of negative videos" of §3.1)
+  plus, with ``background_negatives``, the *background boxes* of each positive video (§4,
+  following [7]): the boxes in a frame of the selected subtube whose IoU with the selected box of
+  that frame is below ``background_iou`` (0.3, R-CNN's negative threshold; STIL does not give one).
+  Boxes of frames outside the selected subtube are not used: the action may extend beyond it.
+- **E-step** (Eq. 3): for every tube of a positive video, the best contiguous subtube
+  ``argmax_{k,s} sum_{l=k}^{k+s} (<w,x_l> + b) - s`` — a maximum-subarray problem solved for all
+  tubes at once by :func:`best_subtubes` — then the best tube of the video.
+  The first E-step uses the boxes' prior scores (detector scores, plus the supervision scores of
+  Eq. 5-7 when given) in place of the model scores (§3.1, last sentence).
+- **Folds** (§4, "following [7]": multi-fold MIL): the videos are split into ``folds`` folds; the
+  latent choice of a video in fold k is made by the model ``w_{-k}`` trained on the other folds'
+  selections, which avoids a model re-selecting the very boxes it was trained on. The final model
+  is trained on all videos' selections. The ``folds + 1`` models are one batched solve.
+- **Epochs**: ``em_epochs`` = 5 E/M rounds (§4: "train for 5 epochs").
+- **Inference** (§3.4): score every box of a test video for every class (one matmul), link per
+  class with Temporal Prim on the model scores, only boxes with a positive score (so tubes stop
+  where no box supports the action), several tubes per video and class; tube score = mean box
+  score. (§3.4 divides the sum by ``|t_end - t_start|``; the mean over the tube's boxes is meant.)
+
+Selections (``selection``), same solver and examples otherwise (Table 1):
+
+- ``"stil"``: the subtube above, on Temporal Prim tubes;
+- ``"stil_noprim"``: STIL without Temporal Prim: all boxes of each positive video are positives
+  (§5.1: "using all box proposals in each training video"; no latent variable is left);
+- ``"mil"``: the single highest-scoring box of each positive video (among all its boxes);
+- ``"gmil"``: generalised MIL, the ``mu`` highest-scoring boxes (µ = 5, 10, 40 in the paper).
+
+The paper initialises the (G)MIL baselines with a random box selection (``init="random"``);
+STIL and STIL without Temporal Prim start from the priors (``init="prior"``).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from wsal.linking.temporal_prim import temporal_prim_batch
+from wsal.models.hinge import LOSSES, fit_linear_hinge
+from wsal.structures import Detections, TubeDetections, Tubes
+from wsal.tube_ops import box_iou_paired
+
+__all__ = [
+    "SELECTIONS",
+    "STIL",
+    "STILData",
+    "STILDataModule",
+    "Selection",
+    "assign_folds",
+    "background_boxes",
+    "best_subtubes",
+    "build_stil_data",
+    "l2_normalize",
+    "link_prior_tubes",
+    "predict_tubes",
+    "select_latent",
+]
+
+SELECTIONS = ("stil", "stil_noprim", "mil", "gmil")
+_NEGATIVES = ("all", "selected")
+_INITS = ("prior", "random")
+
+
+# ------------------------------------------------------------------------------------------ data
+def l2_normalize(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit L2 norm (float32 ``[N, D]``); all-zero rows stay zero."""
+    x = np.asarray(x, dtype=np.float32)
+    norm = np.linalg.norm(x, axis=1, keepdims=True)  # [N, 1]
+    return x / np.maximum(norm, np.float32(1e-12))
+
+
+def _check_features(video: str, f: np.ndarray, n: int | None, dim: int | None) -> np.ndarray:
+    """float32 [N, D] features of one video, or a ValueError naming the video and the problem."""
+    f = np.asarray(f)
+    if f.ndim != 2:
+        raise ValueError(f"video {video!r}: features must be [N, D], got shape {f.shape}")
+    if n is not None and f.shape[0] != n:
+        raise ValueError(
+            f"video {video!r}: {f.shape[0]} feature rows but {n} detections "
+            "(features must be aligned with the video's Detections rows)"
+        )
+    if dim is not None and f.shape[1] != dim:
+        raise ValueError(f"video {video!r}: feature dimension {f.shape[1]}, expected {dim}")
+    f = f.astype(np.float32, copy=False)
+    if f.size and not np.isfinite(f).all():
+        row = int(np.nonzero(~np.isfinite(f).all(axis=1))[0][0])
+        raise ValueError(f"video {video!r}: features have NaN/inf values (row {row})")
+    if f.size and not f.any():
+        raise ValueError(
+            f"video {video!r}: all features are zero (failed feature extraction?); "
+            "remove the video or fix its features"
+        )
+    return f
+
+
+def assign_folds(labels: np.ndarray, folds: int, seed: int = 0) -> np.ndarray:
+    """int64[V] fold of each video, stratified by class (``labels bool[V, L]``).
+
+    Videos are grouped by their first label (unlabelled videos last), shuffled within a group by
+    a seeded permutation, and dealt round-robin, so fold sizes differ by at most one and each
+    class's videos spread over the folds.
+    """
+    labels = np.asarray(labels, dtype=bool)
+    V, L = labels.shape
+    if folds <= 1:
+        return np.zeros(V, np.int64)
+    perm = np.random.default_rng(seed).permutation(V)  # [V]
+    first = np.where(labels.any(axis=1), labels.argmax(axis=1), L)  # [V] stratum
+    order = perm[np.argsort(first[perm], kind="stable")]  # [V] grouped by stratum, shuffled
+    fold = np.empty(V, np.int64)
+    fold[order] = np.arange(V) % folds
+    return fold
+
+
+@dataclass
+class STILData:
+    """All training boxes, tubes and labels, columnar (the STIL E/M steps work on it whole).
+
+    Fields (V videos, N boxes, T tubes, S = longest tube, L classes):
+        videos: list of V video ids.
+        features: float32[N, D] box features (L2-normalised when ``normalized``).
+        priors: float32[N] prior box scores (detector score + supervision scores).
+        box_video: int64[N] video of each box; box_offsets: int64[V+1] (video v = a slice).
+        frame: int64[N] 0-based frame of each box within its video.
+        boxes: float32[N, 4] xyxy pixels, or None when built without detections (then no
+            background negatives can be found).
+        tube_boxes: int64[T, S] global box rows of each tube in time order, left-aligned, -1 pad.
+        tube_video: int64[T] video of each tube (non-decreasing); tube_offsets: int64[V+1].
+        labels: bool[V, L] video labels. fold: int64[V] in [0, folds).
+    """
+
+    videos: list[str]
+    features: Tensor
+    priors: Tensor
+    box_video: Tensor
+    box_offsets: Tensor
+    frame: Tensor
+    boxes: Tensor | None
+    tube_boxes: Tensor
+    tube_video: Tensor
+    tube_offsets: Tensor
+    labels: Tensor
+    fold: Tensor
+    folds: int
+    normalized: bool = True
+
+    def __post_init__(self) -> None:
+        N = self.features.shape[0]
+        V = len(self.videos)
+        if self.features.ndim != 2:
+            raise ValueError(f"features must be [N, D], got {tuple(self.features.shape)}")
+        for name in ("priors", "box_video", "frame"):
+            if tuple(getattr(self, name).shape) != (N,):
+                raise ValueError(
+                    f"{name} has shape {tuple(getattr(self, name).shape)}, expected ({N},)"
+                )
+        if self.boxes is not None and tuple(self.boxes.shape) != (N, 4):
+            raise ValueError(f"boxes has shape {tuple(self.boxes.shape)}, expected ({N}, 4)")
+        if tuple(self.box_offsets.shape) != (V + 1,) or tuple(self.tube_offsets.shape) != (V + 1,):
+            raise ValueError("box_offsets and tube_offsets must have V + 1 entries")
+        if self.tube_boxes.ndim != 2 or self.tube_boxes.shape[0] != self.tube_video.shape[0]:
+            raise ValueError("tube_boxes must be [T, S] with one tube_video entry per tube")
+        if self.labels.ndim != 2 or self.labels.shape[0] != V:
+            raise ValueError(f"labels must be [V={V}, L], got {tuple(self.labels.shape)}")
+        if tuple(self.fold.shape) != (V,):
+            raise ValueError(f"fold must be [V={V}]")
+
+    @property
+    def num_videos(self) -> int:
+        return len(self.videos)
+
+    @property
+    def num_boxes(self) -> int:
+        return int(self.features.shape[0])
+
+    @property
+    def dim(self) -> int:
+        return int(self.features.shape[1])
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.labels.shape[1])
+
+    @property
+    def num_tubes(self) -> int:
+        return int(self.tube_boxes.shape[0])
+
+    @property
+    def device(self) -> torch.device:
+        return self.features.device
+
+    def to(self, device: str | torch.device) -> STILData:
+        """A copy with every tensor on ``device``."""
+        moved = {
+            f.name: getattr(self, f.name).to(device)
+            for f in fields(self)
+            if isinstance(getattr(self, f.name), Tensor)
+        }
+        return replace(self, **moved)
+
+
+def link_prior_tubes(
+    dets: Mapping[str, Detections],
+    priors: Mapping[str, np.ndarray] | None = None,
+    num_tubes: int = 10,
+    min_iou: float = 0.1,
+    batch_videos: int = 64,
+) -> dict[str, Tubes]:
+    """STIL's training tubes: Temporal Prim (§3.2, Eq. 4) on each video's prior scores.
+
+    ``priors`` (video -> float[N_v]) replace ``dets[v].scores`` when given (detector scores plus
+    the supervision scores of Eq. 5-7); boxes with prior ``<= 0`` are never linked.
+    """
+    videos = list(dets)
+    out: dict[str, Tubes] = {}
+    for i in range(0, len(videos), batch_videos):
+        chunk = videos[i : i + batch_videos]
+        scores = None if priors is None else [np.asarray(priors[v]) for v in chunk]
+        tubes = temporal_prim_batch([dets[v] for v in chunk], num_tubes, min_iou, 0.0, scores)
+        out.update(zip(chunk, tubes))
+    return out
+
+
+def build_stil_data(
+    features: Mapping[str, np.ndarray],
+    priors: Mapping[str, np.ndarray],
+    tubes: Mapping[str, Tubes],
+    labels: Mapping[str, Sequence[int]],
+    num_classes: int,
+    folds: int = 3,
+    seed: int = 0,
+    dets: Mapping[str, Detections] | None = None,
+    normalize: bool = True,
+) -> STILData:
+    """Columnar :class:`STILData` from per-video dicts (the videos and order of ``features``).
+
+    Args:
+        features: video -> float[N_v, D] box features, rows aligned with the video's Detections.
+        priors: video -> float[N_v] prior scores (detector + supervision scores, Eq. 5-7).
+        tubes: video -> Tubes linked on the priors (Temporal Prim); ``box_index`` rows of the
+            video's Detections (a tube box without a detection, -1, is an error: it has no
+            feature).
+        labels: video -> class indices in ``[0, num_classes)`` (may be empty: negative for all).
+        num_classes: L. folds / seed: see :func:`assign_folds`.
+        dets: video -> Detections (frames and boxes, needed for background negatives); must have
+            ``N_v`` rows.
+        normalize: L2-normalise each box feature (§4).
+
+    Handling of bad input: a video with no boxes is left out with a warning; a video with boxes
+    but no tube is kept (it serves as a negative, and MIL-type selections can use it); NaN/inf
+    or all-zero features, misaligned rows, labels out of range, or a class without any positive
+    video raise ``ValueError`` naming the video/class.
+    """
+    L = int(num_classes)
+    if L < 1:
+        raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+    feats: list[np.ndarray] = []  # per kept video: float32[N_v, D]
+    pri: list[np.ndarray] = []  # float32[N_v]
+    frames: list[np.ndarray] = []  # int64[N_v]
+    bxs: list[np.ndarray] = []  # float32[N_v, 4]
+    lab_rows: list[np.ndarray] = []  # bool[L]
+    tube_rows: list[np.ndarray] = []  # int64[K_v, S_v] global box rows
+    tube_vid: list[np.ndarray] = []  # int64[K_v]
+    kept: list[str] = []
+    empty: list[str] = []
+    dim = None
+    n_total = 0
+    for v in features:
+        for name, m in (("priors", priors), ("tubes", tubes), ("labels", labels)) + (
+            (("dets", dets),) if dets is not None else ()
+        ):
+            if v not in m:
+                raise ValueError(f"video {v!r} has features but no {name}")
+        n = None if dets is None else len(dets[v])
+        f = _check_features(v, features[v], n, dim)
+        if f.shape[0] == 0:
+            empty.append(v)
+            continue
+        dim = f.shape[1]
+        n = f.shape[0]
+        p = np.asarray(priors[v], dtype=np.float32).reshape(-1)
+        if p.shape != (n,):
+            raise ValueError(f"video {v!r}: priors has {p.shape[0]} entries for {n} boxes")
+        if not np.isfinite(p).all():
+            raise ValueError(f"video {v!r}: priors have NaN/inf values")
+        t = tubes[v]
+        bi = t.box_index[t.valid]
+        if np.any(bi < 0):
+            raise ValueError(
+                f"video {v!r}: a tube has a box with no detection row (box_index -1); STIL "
+                "needs a feature for every tube box (link the detector's boxes, not tracks)"
+            )
+        if np.any(bi >= n):
+            raise ValueError(f"video {v!r}: tube box_index {int(bi.max())} >= {n} boxes")
+        lab = np.asarray(list(labels[v]), dtype=np.int64)
+        if lab.size and (lab.min() < 0 or lab.max() >= L):
+            raise ValueError(f"video {v!r}: label {lab.tolist()} outside [0, {L})")
+        row = np.zeros(L, bool)
+        row[lab] = True
+        if dets is not None:
+            d = dets[v]
+            frames.append(d.frame)
+            bxs.append(d.boxes)
+        # Tubes -> rows of global box indices, time order, left-aligned (Eq. 3 runs over boxes).
+        valid = t.valid[t.valid.any(axis=1)]  # [K, F] non-empty tubes
+        bidx = t.box_index[t.valid.any(axis=1)]
+        lens = valid.sum(axis=1)  # [K]
+        pos = np.cumsum(valid, axis=1) - 1  # [K, F] position of each valid box in its tube
+        k_i, f_i = np.nonzero(valid)
+        rows = np.full((len(lens), int(lens.max()) if len(lens) else 0), -1, np.int64)
+        rows[k_i, pos[k_i, f_i]] = bidx[k_i, f_i] + n_total
+        tube_rows.append(rows)
+        tube_vid.append(np.full(len(lens), len(kept), np.int64))
+        feats.append(l2_normalize(f) if normalize else f)
+        pri.append(p)
+        lab_rows.append(row)
+        kept.append(v)
+        n_total += n
+    if empty:
+        warnings.warn(
+            f"{len(empty)} training video(s) have no boxes and are left out: {empty[:5]}",
+            stacklevel=2,
+        )
+    if not kept:
+        raise ValueError("no training video has boxes")
+    lab_mat = np.stack(lab_rows)  # [V, L]
+    missing = np.nonzero(~lab_mat.any(axis=0))[0]
+    if missing.size:
+        raise ValueError(
+            f"class(es) {missing.tolist()} have no positive training video (with boxes); "
+            "STIL cannot learn them"
+        )
+    counts = np.array([len(f) for f in feats])
+    S = max([r.shape[1] for r in tube_rows] + [1])
+    tb = np.concatenate(
+        [np.pad(r, ((0, 0), (0, S - r.shape[1])), constant_values=-1) for r in tube_rows]
+    )
+    tv = np.concatenate(tube_vid)
+    V = len(kept)
+    return STILData(
+        videos=kept,
+        features=torch.from_numpy(np.concatenate(feats)),
+        priors=torch.from_numpy(np.concatenate(pri)),
+        box_video=torch.from_numpy(np.repeat(np.arange(V), counts)),
+        box_offsets=torch.from_numpy(np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)),
+        frame=torch.from_numpy(
+            np.concatenate(frames).astype(np.int64) if dets is not None else np.full(n_total, -1)
+        ),
+        boxes=torch.from_numpy(np.concatenate(bxs).astype(np.float32))
+        if dets is not None
+        else None,
+        tube_boxes=torch.from_numpy(tb.reshape(-1, S)),
+        tube_video=torch.from_numpy(tv),
+        tube_offsets=torch.from_numpy(
+            np.concatenate([[0], np.cumsum(np.bincount(tv, minlength=V))]).astype(np.int64)
+        ),
+        labels=torch.from_numpy(lab_mat),
+        fold=torch.from_numpy(assign_folds(lab_mat, folds, seed)),
+        folds=max(int(folds), 1),
+        normalized=normalize,
+    )
+
+
+# ---------------------------------------------------------------------------------- E-step parts
+def best_subtubes(
+    scores: Tensor, valid: Tensor, penalty: float = 1.0
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Eq. 3 for K tubes at once: the best run of contiguous valid boxes of each row.
+
+    Args:
+        scores: float[K, S] box scores of each tube, in time order (model or prior scores).
+        valid: bool[K, S] True where the tube has a box; a subtube never crosses an invalid entry.
+        penalty: the length weight. Eq. 3 scores the subtube of boxes k..k+s as
+            ``sum_{l=k}^{k+s} score_l - s``: s is the *number of steps* (boxes - 1) and the weight
+            is 1 (``penalty=1``). It counts boxes, not frames: with features every n-th frame
+            (UCF-101: every 5th) a step is n frames.
+
+    Returns:
+        ``(value float64[K], start int64[K], end int64[K])``: ``value = max over start <= end of
+        sum(scores[start:end+1]) - penalty * (end - start)``, the subtube inclusive, at least one
+        box (Eq. 2: length >= 1). Rows without a valid entry: ``-inf, -1, -1``.
+
+    A maximum-subarray problem solved in O(S) per row: with ``a = score - penalty`` and ``P`` its
+    prefix sums, the best subtube ending at j starts at the argmin of ``P[start-1]`` over its run
+    (a segmented running minimum, ``cummin``), value ``P[j] - P[start-1] + penalty``.
+    """
+    if scores.shape != valid.shape or scores.ndim != 2:
+        raise ValueError(f"scores and valid must both be [K, S], got {scores.shape}, {valid.shape}")
+    K, S = scores.shape
+    dev = scores.device
+    if S == 0:
+        neg = torch.full((K,), -1, dtype=torch.int64, device=dev)
+        return torch.full((K,), -math.inf, dtype=torch.float64, device=dev), neg, neg.clone()
+    valid = valid.bool()
+    a = torch.where(
+        valid, scores.double() - penalty, torch.zeros((), dtype=torch.float64, device=dev)
+    )
+    P = a.cumsum(dim=1)  # [K, S] sum of a[0..j]
+    before = P - a  # [K, S] sum of a[0..j-1]: subtracted when the subtube starts at j
+    prev = torch.nn.functional.pad(valid[:, :-1], (1, 0), value=False)  # [K, S] valid[j-1]
+    run = (valid & ~prev).cumsum(dim=1)  # [K, S] index of the valid run each entry lies in
+    # Segmented cummin: shifting run r down by r * big (big > twice any |prefix|) makes every
+    # entry of run r smaller than all entries of earlier runs, so the running minimum restarts
+    # at each run; the value itself is re-read from `before` (no precision lost to the shift).
+    big = 2.0 * a.abs().sum(dim=1, keepdim=True) + 1.0  # [K, 1]
+    key = torch.where(valid, before - big * run, torch.full_like(before, math.inf))
+    _, arg = torch.cummin(key, dim=1)  # [K, S] best start for a subtube ending at each j
+    val = torch.where(valid, P - before.gather(1, arg) + penalty, torch.full_like(P, -math.inf))
+    value, end = val.max(dim=1)  # [K]
+    start = arg.gather(1, end[:, None]).squeeze(1)
+    none = ~valid.any(dim=1)
+    start = torch.where(none, -1, start)
+    end = torch.where(none, -1, end)
+    return value, start, end
+
+
+def _expand(counts: Tensor, starts: Tensor) -> tuple[Tensor, Tensor]:
+    """Ragged expansion: for group g, the items ``starts[g] .. starts[g] + counts[g] - 1``.
+
+    Returns ``(group int64[Q], item int64[Q])``, grouped by g in order.
+    """
+    g = torch.repeat_interleave(torch.arange(len(counts), device=counts.device), counts)  # [Q]
+    first = torch.cumsum(counts, 0) - counts  # [G] position of group g's first item
+    item = starts[g] + torch.arange(len(g), device=counts.device) - first[g]
+    return g, item
+
+
+def _rank_in_group(group: Tensor, key: Tensor) -> Tensor:
+    """int64[Q] rank of each item within its group by ``key`` descending (ties: earlier first)."""
+    order = torch.argsort(key, descending=True, stable=True)
+    order = order[torch.argsort(group[order], stable=True)]  # [Q] by group, then key desc
+    counts = torch.bincount(group, minlength=int(group.max()) + 1 if len(group) else 0)
+    first = torch.cumsum(counts, 0) - counts  # [G]
+    rank = torch.empty_like(order)
+    rank[order] = torch.arange(len(order), device=group.device) - first[group[order]]
+    return rank
+
+
+@dataclass
+class Selection:
+    """The latent choice for P (video, class) pairs (the ``h`` of Eq. 1-2).
+
+    Fields: ``pair_video``/``pair_class`` int64[P]; ``box`` int64[Q] selected global box rows,
+    grouped by pair, with ``box_pair`` int64[Q]; for ``"stil"``: ``tube`` int64[P] (global tube
+    index), ``start``/``end`` int64[P] (inclusive positions along the tube), ``value`` float64[P]
+    (Eq. 3); other selections: tube/start/end = -1 and value = the sum of the selected scores.
+    A pair that could not select anything (a video without tubes under ``"stil"``) has tube -1
+    and no boxes.
+    """
+
+    pair_video: Tensor
+    pair_class: Tensor
+    box: Tensor
+    box_pair: Tensor
+    tube: Tensor
+    start: Tensor
+    end: Tensor
+    value: Tensor
+
+    def mask(self, num_boxes: int, num_classes: int) -> Tensor:
+        """bool[N, L]: box i is selected for class c (by a pair of class c)."""
+        m = torch.zeros(num_boxes, num_classes, dtype=torch.bool, device=self.box.device)
+        m[self.box, self.pair_class[self.box_pair]] = True
+        return m
+
+    def subset(self, keep: Tensor) -> Selection:
+        """The pairs where ``keep bool[P]`` holds (their boxes renumbered)."""
+        newid = torch.cumsum(keep.long(), 0) - 1  # [P]
+        kb = keep[self.box_pair]
+        return Selection(
+            self.pair_video[keep],
+            self.pair_class[keep],
+            self.box[kb],
+            newid[self.box_pair[kb]],
+            self.tube[keep],
+            self.start[keep],
+            self.end[keep],
+            self.value[keep],
+        )
+
+
+def select_latent(
+    data: STILData,
+    scores: Tensor,
+    selection: str = "stil",
+    mu: int = 5,
+    penalty: float = 1.0,
+    pairs: tuple[Tensor, Tensor] | None = None,
+) -> Selection:
+    """The E-step: per (video, class) pair, the boxes that act as the video's instance of c.
+
+    Args:
+        data: the training boxes and tubes.
+        scores: float[N, L] box scores per class (model scores, or priors broadcast to L).
+        selection: ``"stil"`` (best tube and subtube, Eq. 3), ``"stil_noprim"`` (all boxes),
+            ``"mil"`` (the best box), ``"gmil"`` (the ``mu`` best boxes; all if fewer).
+        mu: boxes per video for ``"gmil"``. penalty: Eq. 3's length weight (see
+            :func:`best_subtubes`).
+        pairs: ``(video int64[P], class int64[P])``; default: every (video, label) pair.
+
+    Ties: the lowest tube index, and for (G)MIL the lowest box row, wins.
+    """
+    if selection not in SELECTIONS:
+        raise ValueError(f"unknown selection {selection!r}; choose one of {SELECTIONS}")
+    if scores.shape != (data.num_boxes, data.num_classes):
+        raise ValueError(
+            f"scores must be [N={data.num_boxes}, L={data.num_classes}], got {tuple(scores.shape)}"
+        )
+    dev = scores.device
+    if pairs is None:
+        pv, pc = torch.nonzero(data.labels.to(dev), as_tuple=True)
+    else:
+        pv, pc = pairs[0].to(dev), pairs[1].to(dev)
+    P = len(pv)
+    none = torch.full((P,), -1, dtype=torch.int64, device=dev)
+    box_off = data.box_offsets.to(dev)
+    if selection == "stil":
+        tube_off = data.tube_offsets.to(dev)
+        tube_boxes = data.tube_boxes.to(dev)
+        kp, kt = _expand(tube_off[pv + 1] - tube_off[pv], tube_off[pv])  # [K] pair, tube
+        idx = tube_boxes[kt]  # [K, S]
+        ok = idx >= 0
+        s = scores[idx.clamp_min(0), pc[kp][:, None]]  # [K, S] class-pc scores along each tube
+        value, start, end = best_subtubes(s, ok, penalty)  # [K]
+        best = torch.full((P,), -math.inf, dtype=torch.float64, device=dev)
+        best = best.scatter_reduce(0, kp, value, "amax")  # [P]
+        K = len(kp)
+        hit = (value == best[kp]) & (value > -math.inf)
+        kbest = torch.full((P,), K, dtype=torch.int64, device=dev)
+        kbest = kbest.scatter_reduce(0, kp[hit], torch.arange(K, device=dev)[hit], "amin")
+        has = kbest < K  # [P] pairs whose video has a tube
+        kb = kbest.clamp_max(max(K - 1, 0))
+        tube = torch.where(has, kt[kb] if K else none, none)
+        st = torch.where(has, start[kb] if K else none, none)
+        en = torch.where(has, end[kb] if K else none, none)
+        val = torch.where(has, best, torch.full_like(best, -math.inf))
+        lens = torch.where(has, en - st + 1, torch.zeros_like(en))
+        bp, posn = _expand(lens, st.clamp_min(0))
+        box = tube_boxes[tube[bp], posn]
+        return Selection(pv, pc, box, bp, tube, st, en, val)
+    bp, box = _expand(box_off[pv + 1] - box_off[pv], box_off[pv])  # [Q] every box of each pair
+    s = scores[box, pc[bp]]  # [Q]
+    if selection != "stil_noprim":
+        keep = _rank_in_group(bp, s) < (1 if selection == "mil" else int(mu))
+        bp, box, s = bp[keep], box[keep], s[keep]
+    val = torch.zeros(P, dtype=torch.float64, device=dev).index_add_(0, bp, s.double())
+    return Selection(pv, pc, box, bp, none, none.clone(), none.clone(), val)
+
+
+def background_boxes(
+    data: STILData, sel: Selection, iou_threshold: float = 0.3
+) -> tuple[Tensor, Tensor]:
+    """Background boxes of each selected pair (extra negatives, STIL §4 following [7]).
+
+    A box of the pair's video is background when its frame holds a selected box of the pair, it
+    is not selected itself, and its IoU (continuous coordinates) with every selected box of that
+    frame is ``< iou_threshold``. Returns ``(box int64[B], pair int64[B])``.
+    """
+    if data.boxes is None:
+        raise ValueError(
+            "background negatives need the boxes' coordinates: build the STILData with dets=..."
+        )
+    dev = sel.box.device
+    frame = data.frame.to(dev)
+    fkey = data.box_video.to(dev) * (int(frame.max()) + 1) + frame  # [N] sorted (video, frame)
+    qk = fkey[sel.box]  # [Q]
+    lo = torch.searchsorted(fkey, qk, right=False)
+    hi = torch.searchsorted(fkey, qk, right=True)
+    cq, ci = _expand(hi - lo, lo)  # [R] (selected box, candidate box of the same frame)
+    sb = sel.box[cq]
+    boxes = data.boxes.to(dev)
+    iou = torch.from_numpy(
+        box_iou_paired(boxes[ci].cpu().numpy(), boxes[sb].cpu().numpy(), plus_one=False)
+    ).to(dev)
+    iou = torch.where(ci == sb, torch.ones_like(iou), iou)  # a selected box is never background
+    P = len(sel.pair_video)
+    flat = ci * max(P, 1) + sel.box_pair[cq]  # [R] (candidate, pair)
+    uniq, inv = torch.unique(flat, return_inverse=True)
+    best = torch.zeros(len(uniq), dtype=iou.dtype, device=dev).scatter_reduce(
+        0, inv, iou, "amax", include_self=False
+    )
+    bg = uniq[best < iou_threshold]
+    return bg // max(P, 1), bg % max(P, 1)
+
+
+# ------------------------------------------------------------------------------------- inference
+def predict_tubes(
+    W: Tensor | np.ndarray,
+    b: Tensor | np.ndarray,
+    features: Mapping[str, np.ndarray],
+    dets: Mapping[str, Detections],
+    num_tubes_per_class: int = 5,
+    min_iou: float = 0.1,
+    normalize: bool = True,
+    device: str | torch.device | None = None,
+    batch_items: int = 256,
+    progress: bool = False,
+) -> TubeDetections:
+    """STIL inference (§3.4): tubes per test video and class from box scores.
+
+    Args:
+        W, b: float[L, D], float[L] the class models. features: video -> float[N_v, D] rows
+            aligned with ``dets[v]`` (L2-normalised here when ``normalize``, as in training).
+        dets: video -> Detections (0-based frames, xyxy boxes); the videos and order of the result.
+        num_tubes_per_class: most tubes per video and class. min_iou: Eq. 4's edge threshold.
+        device: where the scoring matmul runs (default: W's device).
+        batch_items: (video, class) linkings per Temporal Prim call (bounds its padded table).
+
+    Every box is scored for every class in one matmul; per class, Temporal Prim (Eq. 4) links
+    only boxes with a positive score (``min_score=0``: a tube stops where no box of the next
+    frame supports the action), up to ``num_tubes_per_class`` tubes; tube score = mean box score.
+    Returns TubeDetections with ``label`` = class index. Raises ``ValueError`` naming the video
+    for missing, misaligned, NaN/inf or all-zero features (as :func:`build_stil_data`).
+    """
+    W = torch.as_tensor(W)
+    b = torch.as_tensor(b)
+    dev = torch.device(device) if device is not None else W.device
+    L, D = W.shape
+    videos = list(dets)
+    feats = []
+    for v in videos:
+        if v not in features:
+            raise ValueError(f"video {v!r} has detections but no features")
+        f = (
+            _check_features(v, features[v], len(dets[v]), D)
+            if len(dets[v])
+            else np.zeros((0, D), np.float32)
+        )
+        feats.append(l2_normalize(f) if normalize else f)
+    counts = np.array([len(f) for f in feats], dtype=np.int64)
+    X = torch.from_numpy(np.concatenate(feats) if feats else np.zeros((0, D), np.float32))
+    S = (X.to(dev) @ W.to(dev, torch.float32).T + b.to(dev, torch.float32)).cpu().numpy()  # [N, L]
+    offsets = np.concatenate([[0], np.cumsum(counts)])
+    # Only boxes with a positive score can join a tube, so each (video, class) links the subset
+    # of its boxes scoring > 0: the same tubes, a much smaller padded table.
+    items: list[tuple[str, int, Detections, np.ndarray]] = []
+    for i, v in enumerate(videos):
+        s_v = S[offsets[i] : offsets[i + 1]]  # [N_v, L]
+        for c in np.nonzero((s_v > 0).any(axis=0))[0]:
+            keep = s_v[:, c] > 0
+            items.append((v, int(c), dets[v].select(keep), s_v[keep, c]))
+    parts = []
+    for i in tqdm(range(0, len(items), batch_items), desc="STIL linking", disable=not progress):
+        chunk = items[i : i + batch_items]
+        tubes = temporal_prim_batch(
+            [it[2] for it in chunk], num_tubes_per_class, min_iou, 0.0, [it[3] for it in chunk]
+        )
+        for (v, cls, _, _), t in zip(chunk, tubes):
+            if t.num_tubes:  # t.scores = mean linking (= model) score of each tube's boxes
+                parts.append(TubeDetections.from_tubes(v, t, labels=np.full(t.num_tubes, cls)))
+    return TubeDetections.concat(parts)
+
+
+# ------------------------------------------------------------------------------------ the system
+class _OneItem(Dataset):
+    """One item per epoch: STIL's E/M steps are full-batch, the "batch" is only a tick."""
+
+    def __len__(self) -> int:
+        return 1
+
+    def __getitem__(self, i: int) -> Tensor:
+        return torch.zeros(())
+
+
+class STILDataModule(pl.LightningDataModule):
+    """Holds a :class:`STILData` for :class:`STIL` (read in ``STIL.setup``); one step per epoch."""
+
+    def __init__(self, data: STILData) -> None:
+        super().__init__()
+        self.stil_data = data
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(_OneItem(), batch_size=None)
+
+
+class STIL(pl.LightningModule):
+    """STIL training system: EM over latent subtubes with a batched linear max-margin M-step.
+
+    Args:
+        num_classes: L.
+        C: loss weight of Eq. 1 (paper: 10). loss: "hinge" (Eq. 1, default) | "squared_hinge"
+            (faster; see the module doc).
+        selection: "stil" | "stil_noprim" | "mil" | "gmil" (Table 1's variants); mu: boxes per
+            video for "gmil".
+        folds: multi-fold training (paper: 3); 1 = every video selected by the model trained on
+            it. The data's fold assignment is used when it has the same number of folds, else
+            the folds are re-dealt with :func:`assign_folds` (``seed``).
+        em_epochs: E/M rounds (paper: 5); training stops after them.
+        penalty: Eq. 3's length weight (1 in the paper); prior_penalty: the weight for the first
+            E-step on prior scores (None = ``penalty``; with priors in [0, 1] and weight 1 the
+            first subtube is a single box).
+        init: first E-step scores: "prior" (priors, the paper's STIL) or "random" (uniform
+            random box scores, the paper's initialisation of the (G)MIL baselines).
+        negatives: "all" (every box of a video without the class) or "selected" (only the boxes
+            the selection picks there, §3.1's "top scoring boxes of negative videos").
+        background_negatives / background_iou / max_background: background boxes of positive
+            videos as extra negatives (see :func:`background_boxes`), at most ``max_background``
+            per (video, class) (a seeded random subset; None = all).
+        normalize: the features are L2-normalised (must match the :class:`STILData`).
+        num_tubes_per_class / min_iou: inference (see :func:`predict_tubes`).
+        max_iter / tol: M-step solver (see :func:`fit_linear_hinge`).
+        feature_dim: D, if known (lets a state dict load before any data is seen).
+
+    Use: ``trainer.fit(STIL(L), datamodule=STILDataModule(data))`` with ``max_epochs >=
+    em_epochs``, or without Lightning ``STIL(L).fit_em(data)``; then ``predict_tubes(features,
+    dets)``. Full-batch on one device (the model's): use a single-device Trainer.
+    """
+
+    models_weight: Tensor  # float32[M, L, D] buffers: fold models 0..M-2, the final model M-1
+    models_bias: Tensor  # float32[M, L]
+
+    #: train.py routes methods with this flag through ``wsal.stil_pipeline.run_stil`` (box
+    #: features and EM) instead of the clip DataModule of actor attention
+    trains_on_box_features = True
+
+    def __init__(
+        self,
+        num_classes: int,
+        C: float = 10.0,
+        selection: str = "stil",
+        mu: int = 5,
+        folds: int = 3,
+        em_epochs: int = 5,
+        loss: str = "hinge",
+        penalty: float = 1.0,
+        prior_penalty: float | None = None,
+        init: str = "prior",
+        negatives: str = "all",
+        background_negatives: bool = True,
+        background_iou: float = 0.3,
+        max_background: int | None = None,
+        normalize: bool = True,
+        num_tubes_per_class: int = 5,
+        min_iou: float = 0.1,
+        max_iter: int = 100,
+        tol: float = 1e-4,
+        seed: int = 0,
+        feature_dim: int | None = None,
+    ) -> None:
+        super().__init__()
+        if selection not in SELECTIONS:
+            raise ValueError(f"unknown selection {selection!r}; choose one of {SELECTIONS}")
+        if loss not in LOSSES:
+            raise ValueError(f"unknown loss {loss!r}; choose one of {LOSSES}")
+        if negatives not in _NEGATIVES:
+            raise ValueError(f"negatives must be one of {_NEGATIVES}, got {negatives!r}")
+        if init not in _INITS:
+            raise ValueError(f"init must be one of {_INITS}, got {init!r}")
+        if num_classes < 1 or em_epochs < 1 or mu < 1:
+            raise ValueError("num_classes, em_epochs and mu must be >= 1")
+        self.save_hyperparameters()
+        self.automatic_optimization = False
+        self.name = {"gmil": f"gmil{mu}"}.get(selection, selection)
+        M = self.num_models
+        self.register_buffer("models_weight", torch.zeros(M, num_classes, int(feature_dim or 0)))
+        self.register_buffer("models_bias", torch.zeros(M, num_classes))
+        self._data: STILData | None = None
+        self._Y: Tensor | None = None  # int8[N, M, L] examples of the current M-step
+        self._prev_mask: Tensor | None = None  # bool[N, L] last positives
+        self._fold_has_pos: Tensor | None = None  # bool[M, L]
+        self._stats: dict[str, float] = {}
+        self.history: list[dict[str, float]] = []
+
+    # ------------------------------------------------------------------------------- inference
+    @property
+    def num_models(self) -> int:
+        """The fold models plus the final one (1 without folds)."""
+        f = int(self.hparams["folds"])
+        return f + 1 if f > 1 else 1
+
+    @property
+    def weight(self) -> Tensor:
+        """float[L, D] the final class models (trained on every video)."""
+        return self.models_weight[-1]
+
+    @property
+    def bias(self) -> Tensor:
+        return self.models_bias[-1]
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Box scores ``[N, L]`` of (normalised) box features ``x [N, D]``."""
+        return x.to(self.weight.dtype) @ self.weight.T + self.bias
+
+    def predict_tubes(
+        self,
+        features: Mapping[str, np.ndarray],
+        dets: Mapping[str, Detections],
+        num_tubes_per_class: int | None = None,
+        progress: bool = False,
+    ) -> TubeDetections:
+        """:func:`predict_tubes` with this model's weights and hyperparameters."""
+        hp = self.hparams
+        return predict_tubes(
+            self.weight.detach(),
+            self.bias.detach(),
+            features,
+            dets,
+            num_tubes_per_class or hp["num_tubes_per_class"],
+            hp["min_iou"],
+            hp["normalize"],
+            progress=progress,
+        )
+
+    # -------------------------------------------------------------------------------- training
+    def attach(self, data: STILData) -> None:
+        """Use ``data`` for training (checked against the hyperparameters)."""
+        hp = self.hparams
+        if data.num_classes != hp["num_classes"]:
+            raise ValueError(f"data has {data.num_classes} classes, the model {hp['num_classes']}")
+        if data.normalized != hp["normalize"]:
+            raise ValueError(
+                f"data.normalized={data.normalized} but the model's normalize={hp['normalize']}"
+            )
+        if data.folds != max(int(hp["folds"]), 1):
+            fold = assign_folds(data.labels.cpu().numpy(), hp["folds"], hp["seed"])
+            data = replace(data, fold=torch.from_numpy(fold), folds=max(int(hp["folds"]), 1))
+        if hp["background_negatives"] and hp["selection"] != "stil_noprim" and data.boxes is None:
+            raise ValueError(
+                "background_negatives needs box coordinates: build the STILData with dets=... "
+                "(or set background_negatives=False)"
+            )
+        if hp["selection"] == "stil":
+            has_tube = torch.zeros(data.num_videos, dtype=torch.bool)
+            has_tube[data.tube_video.cpu()] = True
+            lab = data.labels.cpu()
+            no_tube = [
+                data.videos[i] for i in torch.nonzero(lab.any(1) & ~has_tube).flatten().tolist()
+            ]
+            if no_tube:
+                warnings.warn(
+                    f"{len(no_tube)} labelled training video(s) have no tube and give STIL no "
+                    f"positive: {no_tube[:5]}",
+                    stacklevel=2,
+                )
+            dead = torch.nonzero(~(lab & has_tube[:, None]).any(0)).flatten().tolist()
+            if dead:
+                raise ValueError(f"class(es) {dead} have no positive training video with a tube")
+        D = data.dim
+        if self.models_weight.shape[-1] != D:
+            M, L = self.num_models, hp["num_classes"]
+            self.models_weight = torch.zeros(M, L, D, device=self.models_weight.device)
+        self._data = data
+        self._prev_mask = None
+
+    def setup(self, stage: str) -> None:
+        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        if stage == "fit" and dm is not None and hasattr(dm, "stil_data"):
+            self.attach(dm.stil_data)
+        if stage == "fit" and self._data is None:
+            raise RuntimeError("STIL needs data: use STILDataModule(data) or model.attach(data)")
+
+    def _device_data(self) -> STILData:
+        if self._data is None:
+            raise RuntimeError("no data attached (model.attach(data))")
+        if self._data.device != self.models_weight.device:
+            self._data = self._data.to(self.models_weight.device)
+        return self._data
+
+    def e_step(self, epoch: int) -> dict[str, float]:
+        """Select the latent boxes (Eq. 3) and build the examples of the next M-step."""
+        hp = self.hparams
+        data = self._device_data()
+        dev = data.device
+        N, L, V, M = data.num_boxes, data.num_classes, data.num_videos, self.num_models
+        if epoch == 0:
+            if hp["init"] == "random":
+                gen = torch.Generator().manual_seed(int(hp["seed"]))
+                s = torch.rand(N, generator=gen).to(dev)
+            else:
+                s = data.priors
+            scores = s[:, None].expand(N, L)  # [N, L] class-agnostic first scores
+            penalty = hp["prior_penalty"] if hp["prior_penalty"] is not None else hp["penalty"]
+        else:
+            Wf = self.models_weight.reshape(M * L, -1)  # [M*L, D]
+            S = data.features @ Wf.T + self.models_bias.reshape(-1)  # [N, M*L]
+            if M == 1:
+                scores = S
+            else:
+                fb = data.fold[data.box_video]  # [N] fold of each box's video
+                # A fold model with no positive for c cannot choose for c: the final model does.
+                # (Unknown after resuming from a checkpoint: trust the fold models.)
+                has = self._fold_has_pos
+                if has is None:
+                    has = torch.ones(M, L, dtype=torch.bool, device=dev)
+                m = torch.where(has[fb], fb[:, None], M - 1)  # [N, L]
+                scores = S.view(N, M, L).gather(1, m[:, None, :]).squeeze(1)  # [N, L]
+            penalty = hp["penalty"]
+        lab = data.labels
+        pv, pc = torch.nonzero(lab, as_tuple=True)  # positive pairs
+        if hp["negatives"] == "selected":
+            nv, nc = torch.nonzero(~lab, as_tuple=True)
+            pv, pc = torch.cat([pv, nv]), torch.cat([pc, nc])
+        sel = select_latent(data, scores, hp["selection"], hp["mu"], penalty, (pv, pc))
+        is_pos = lab[sel.pair_video, sel.pair_class]  # [P]
+        pos_sel = sel.subset(is_pos)
+        pos = pos_sel.mask(N, L)  # [N, L]
+        if hp["negatives"] == "all":
+            neg = ~lab[data.box_video]  # [N, L]
+        else:
+            neg = sel.subset(~is_pos).mask(N, L)
+        n_bg = 0
+        if hp["background_negatives"] and hp["selection"] != "stil_noprim":
+            bb, bp = background_boxes(data, pos_sel, hp["background_iou"])
+            if hp["max_background"] is not None and len(bb):
+                gen = torch.Generator().manual_seed(int(hp["seed"]) * 1000 + epoch)
+                key = torch.rand(len(bb), generator=gen).to(dev)
+                keep = _rank_in_group(bp, key) < int(hp["max_background"])
+                bb, bp = bb[keep], bp[keep]
+            neg = neg.clone()
+            neg[bb, pos_sel.pair_class[bp]] = True
+            n_bg = len(bb)
+        # Which models see each video: fold model m < folds not fold m's videos; the last all.
+        inm = torch.ones(V, M, dtype=torch.bool, device=dev)
+        if M > 1:
+            inm[:, : M - 1] = data.fold[:, None] != torch.arange(M - 1, device=dev)[None, :]
+        inb = inm[data.box_video][:, :, None]  # [N, M, 1]
+        Y = torch.zeros(N, M, L, dtype=torch.int8, device=dev)
+        Y[neg[:, None, :] & inb] = -1
+        Y[pos[:, None, :] & inb] = 1  # [N, M, L]
+        self._Y = Y
+        self._fold_has_pos = (Y == 1).any(dim=0)  # [M, L]
+        missing = torch.nonzero(~self._fold_has_pos[: M - 1]).tolist() if M > 1 else []
+        if missing and epoch == 0:
+            warnings.warn(
+                f"fold models without a positive for some class ((fold, class): {missing[:5]}); "
+                "those folds' videos are re-selected by the final model for that class",
+                stacklevel=2,
+            )
+        change = float("nan")
+        if self._prev_mask is not None:
+            union = (pos | self._prev_mask).sum()
+            change = float(1.0 - (pos & self._prev_mask).sum() / union.clamp_min(1))
+        self._prev_mask = pos
+        npos = int(is_pos.sum())
+        return {
+            "selection_change": change,
+            "positives": float(pos.sum()),
+            "background": float(n_bg),
+            "boxes_per_video": float(pos.sum()) / max(npos, 1),
+        }
+
+    def m_step(self) -> dict[str, float]:
+        """Fit every fold model and the final model on the current examples (one batched solve)."""
+        hp = self.hparams
+        data = self._device_data()
+        if self._Y is None:
+            raise RuntimeError("m_step before e_step")
+        N, M, L = self._Y.shape
+        Y = self._Y.reshape(N, M * L)
+        info: dict[str, Any] = {}
+        W, b = fit_linear_hinge(
+            data.features,
+            Y,
+            hp["C"],
+            hp["loss"],
+            max_iter=hp["max_iter"],
+            tol=hp["tol"],
+            W0=self.models_weight.reshape(M * L, -1).to(data.features.dtype),
+            b0=self.models_bias.reshape(-1).to(data.features.dtype),
+            info=info,
+        )
+        self.models_weight = W.reshape(M, L, -1).to(self.models_weight.dtype)
+        self.models_bias = b.reshape(M, L).to(self.models_bias.dtype)
+        final = self._Y[:, -1]  # [N, L]
+        return {
+            "objective": float(info["objective"].reshape(M, L)[-1].mean()),
+            "num_pos": float((final == 1).sum()),
+            "num_neg": float((final == -1).sum()),
+            "newton_iters": float(info["iterations"]),
+            "converged": float(info["converged"].float().mean()),
+        }
+
+    def fit_em(
+        self, data: STILData | None = None, progress: bool = False
+    ) -> list[dict[str, float]]:
+        """Train without Lightning: ``em_epochs`` rounds of E-step then M-step; returns the stats."""
+        if data is not None:
+            self.attach(data)
+        for epoch in tqdm(range(self.hparams["em_epochs"]), desc="STIL EM", disable=not progress):
+            stats = {"epoch": float(epoch), **self.e_step(epoch), **self.m_step()}
+            self.history.append(stats)
+        return self.history
+
+    def on_fit_start(self) -> None:
+        if (
+            self.trainer.max_epochs is not None
+            and 0 <= self.trainer.max_epochs < self.hparams["em_epochs"]
+        ):
+            warnings.warn(
+                f"trainer.max_epochs={self.trainer.max_epochs} < em_epochs="
+                f"{self.hparams['em_epochs']}: STIL will stop early",
+                stacklevel=2,
+            )
+
+    def on_train_epoch_start(self) -> None:
+        if self.current_epoch < self.hparams["em_epochs"]:
+            self._stats = self.e_step(self.current_epoch)
+
+    def training_step(self, batch: Tensor, batch_idx: int) -> None:
+        if self.current_epoch >= self.hparams["em_epochs"]:
+            return None
+        stats = {**self._stats, **self.m_step()}
+        self.history.append({"epoch": float(self.current_epoch), **stats})
+        for k, v in stats.items():
+            if not math.isnan(v):
+                self.log(f"train/{k}", v, batch_size=1)
+        return None
+
+    def on_train_epoch_end(self) -> None:
+        if self.current_epoch + 1 >= self.hparams["em_epochs"]:
+            self.trainer.should_stop = True
+
+    def configure_optimizers(self) -> None:  # type: ignore[override]
+        """No torch optimiser: the M-step is a closed full-batch solve (``fit_linear_hinge``)."""
+        return None
+
+    def _load_from_state_dict(
+        self, state_dict: dict, prefix: str, *args: Any, **kwargs: Any
+    ) -> None:
+        # D is only known once data is seen: size the buffers to the checkpoint's.
+        for name in ("models_weight", "models_bias"):
+            t = state_dict.get(prefix + name)
+            if t is not None and t.shape != getattr(self, name).shape:
+                setattr(self, name, torch.zeros_like(t, device=getattr(self, name).device))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
