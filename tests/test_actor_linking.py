@@ -43,15 +43,20 @@ def _random_dets(rng: np.random.Generator, T: int, n: int) -> Detections:
 
 @pytest.mark.parametrize("seed", range(12))
 @pytest.mark.parametrize("batch", [1, 3, 8, 50])
-def test_batched_equals_literal_algorithm(seed: int, batch: int) -> None:
+@pytest.mark.parametrize("snap", [None, 0.3])
+def test_batched_equals_literal_algorithm(seed: int, batch: int, snap: float | None) -> None:
     rng = np.random.default_rng(seed)
     T = int(rng.integers(1, 12))
     dets = _random_dets(rng, T, int(rng.integers(0, 40)))
     frames = np.zeros((T, 8, 8, 3), np.uint8)
     num = int(rng.integers(1, 8))
     tracker = FakeTracker()
-    got = actor_link(frames, dets, tracker, num_tubes=num, batch_seeds=batch, min_score=0.25)
-    ref = actor_link_reference(frames, dets, _drift_track_one, num_tubes=num, min_score=0.25)
+    got = actor_link(
+        frames, dets, tracker, num_tubes=num, batch_seeds=batch, min_score=0.25, snap_iou=snap
+    )
+    ref = actor_link_reference(
+        frames, dets, _drift_track_one, num_tubes=num, min_score=0.25, snap_iou=snap
+    )
     assert got.num_tubes == ref.num_tubes <= num
     np.testing.assert_array_equal(got.box_index, ref.box_index)
     np.testing.assert_array_equal(got.boxes, ref.boxes)
@@ -95,6 +100,22 @@ def test_two_actors_and_a_false_positive() -> None:
     assert (tubes.box_index >= 0).sum(1).tolist() == [1, 1, 1]
     assert tubes.box_index[1, 2] == -1 and tubes.box_index[1, 0] >= 0  # B seeded on frame 0
     assert tracker.targets >= 3
+
+
+def test_snapping_takes_detector_boxes_where_they_agree_with_the_tracker() -> None:
+    """The tracker stays put at [0,0,10,10]; frame 1 has a close detection (IoU 0.81), frame 2 a
+    far one (IoU 0.25): with snap_iou=0.5 only frame 1 takes the detector's box."""
+    T = 3
+    boxes = np.array([[0, 0, 10, 10], [0, 0, 9, 9], [0, 0, 5, 5]], np.float32)
+    dets = Detections.from_unsorted(np.array([0, 1, 2]), boxes, np.array([0.9, 0.5, 0.4]), T)
+    still = FakeTracker(lambda frames, f0, b0: np.repeat(b0[None], T, 0))
+    frames = np.zeros((T, 4, 4, 3), np.uint8)
+    t = actor_link(frames, dets, still, num_tubes=5, snap_iou=0.5)
+    np.testing.assert_allclose(t.boxes[0], [[0, 0, 10, 10], [0, 0, 9, 9], [0, 0, 10, 10]])
+    assert t.box_index[0].tolist() == [0, 1, -1]
+    assert t.num_tubes == 2  # the far detection seeds its own tube
+    t = actor_link(frames, dets, still, num_tubes=5, snap_iou=None)
+    assert t.box_index[0].tolist() == [0, -1, -1]  # suppressed (IoU 0.81 > 0.7), not used
 
 
 def test_num_tubes_and_min_score() -> None:

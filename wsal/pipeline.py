@@ -115,24 +115,38 @@ def _load_tubes(path: Path, nframes: Mapping[str, int]) -> dict[str, Tubes]:
 
 
 def link_cached(
-    prepared: PreparedDataset, detector: Any, linker: Linker, cache_dir: str | os.PathLike
+    prepared: PreparedDataset,
+    detector: Any,
+    linker: Linker,
+    cache_dir: str | os.PathLike,
+    videos: Sequence[str] | None = None,
 ) -> dict[str, Tubes]:
-    """Tubes of every video, read from the cache or linked (and cached) on a miss.
+    """Tubes of every video (or of ``videos``), read from the cache or linked (and cached) on a
+    miss.
 
-    The cache key holds the dataset's, the detector's and the linker's keys, so changing any
-    parameter that shapes the tubes links again. Detections are only read on a miss.
+    The cache key holds the dataset's, the detector's and the linker's keys (and the video list
+    when given), so changing any parameter that shapes the tubes links again. Detections are only
+    read on a miss.
     """
+    import hashlib
+
     index = prepared.index
     key = (
         f"{prepared.cache_key}__{detector.name}-{detector.cache_key(prepared.detections)}__"
         f"{linker.name}-{linker.cache_key()}"
     )
+    if videos is not None:
+        key += "__v-" + hashlib.sha1("\n".join(videos).encode()).hexdigest()[:10]
     path = Path(cache_dir) / f"tubes__{key}.npz"
     nframes = {v: info.nframes for v, info in index.videos.items()}
     if path.exists():
         log.info("tubes from cache %s", path)
         return _load_tubes(path, nframes)
-    tubes = link(linker, detector.load(index, prepared.detections), index)
+    dets = detector.load(index, prepared.detections)
+    if videos is not None:
+        dets = {v: dets[v] for v in videos}
+        nframes = {v: nframes[v] for v in videos}
+    tubes = link(linker, dets, index)
     _save_tubes(path, tubes)
     return tubes
 

@@ -605,3 +605,36 @@ def plot_map_vs_iou(
     if maps:
         ax.legend(loc="best", fontsize="small")
     _save_figure(fig, path)
+
+
+def plot_bars(
+    values: Mapping[str, float], path: str | os.PathLike, title: str, ylabel: str = "video-mAP"
+) -> None:
+    """One bar per named value (e.g. mAP per reranking option), value printed on top; PNG."""
+    fig, ax = _figure(title, "", ylabel)
+    names = list(values)
+    y = np.array([values[n] for n in names], dtype=np.float64)  # [n]
+    bars = ax.bar(np.arange(len(names)), y, color="tab:blue")
+    ax.set_xticks(np.arange(len(names)), names)
+    for bar, v in zip(bars, y):
+        ax.annotate(f"{v:.3f}", (bar.get_x() + bar.get_width() / 2, v), ha="center", va="bottom")
+    ax.set_ylim(0.0, max(float(y.max()) * 1.15, 1e-3) if y.size else 1.0)
+    _save_figure(fig, path)
+
+
+def plot_cost(
+    points: Mapping[str, tuple[float, float]],
+    path: str | os.PathLike,
+    title: str,
+    xlabel: str = "annotation cost (s per training video, log scale)",
+    ylabel: str = "video-mAP@0.5",
+) -> None:
+    """Accuracy against annotation cost, one labelled point per supervision level (STIL Fig. 6)."""
+    fig, ax = _figure(title, xlabel, ylabel)
+    for name, (cost, value) in points.items():
+        ax.scatter([cost], [value], s=25)
+        ax.annotate(name, (cost, value), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    ax.set_xscale("log")
+    vals = np.array([v for _, v in points.values()], dtype=np.float64)
+    ax.set_ylim(0.0, max(float(vals.max()) * 1.2, 1e-3) if vals.size else 1.0)
+    _save_figure(fig, path)

@@ -7,6 +7,7 @@ detections + the SiamFC tracker of :mod:`wsal.linking.siamfc`).
 from wsal.linking.actor import actor_link
 from wsal.linking.linkers import ActorLinker, TemporalPrimLinker
 from wsal.linking.temporal_prim import temporal_prim, temporal_prim_batch
+
 # the function ``viterbi`` is not re-exported: it would shadow the module ``wsal.linking.viterbi``
 # that configs name in ``_target_: wsal.linking.viterbi.ViterbiLinker``
 from wsal.linking.viterbi import ViterbiLinker, viterbi_batch

@@ -20,8 +20,16 @@ outside the batch scores at most as much as every candidate, so the first unsupp
 is exactly the detection step 1 would pick; the tubes are those of the one-at-a-time loop
 (``tests/test_actor_linking.py`` checks this against a literal transcription).
 
+**Detector-tracker coordination** (``snap_iou``; the paper's "scheme to filter and select the
+boxes enabling detection boxes and tracker coordination", §3.1): in every frame where a remaining
+detection overlaps the tracker's box with IoU ``> snap_iou``, the best-overlapping one replaces
+the tracker's box in the tube (a detector box hugs a deforming actor better than SiamFC's
+fixed-aspect box) and is used up. ``snap_iou=None`` keeps the pure tracker tube of Alg. 1's text.
+Suppression (step 3) is then measured against the tube's final boxes.
+
 Output: tubes cover the whole video (a tracker never stops). ``box_index`` marks where the box is
-the detector's: the seed's row at the seed frame, -1 (tracker box) elsewhere. The tube score is its
+the detector's: the seed's row at the seed frame, the snapped detections' rows, and -1 where the
+tracker made the box. The tube score is its
 seed's detection score, so tubes come out in the order Algorithm 1 makes them (non-increasing
 score), which is the proposal ranking the recall study uses; ``Tubes.labels`` stays -1.
 """
@@ -76,6 +84,7 @@ def actor_link(
     suppress_iou: float = 0.7,
     min_score: float = 0.0,
     batch_seeds: int = 8,
+    snap_iou: float | None = None,
     video: str = "?",
 ) -> Tubes:
     """Actor proposals of one video (Alg. 1), tracking ``batch_seeds`` seeds per tracker call.
@@ -89,6 +98,8 @@ def actor_link(
         suppress_iou: detections with IoU ``>`` this with a tube's box in their frame are removed
             (paper: 0.7; continuous-coordinate IoU).
         batch_seeds: seeds tracked per tracker call (speed only; the tubes do not depend on it).
+        snap_iou: replace the tracker's box by the best remaining detection of the frame when
+            their IoU is ``> snap_iou`` (None: never; see the module doc).
 
     Returns:
         Tubes ``[k <= N, T]`` valid on every frame, ``box_index`` = seed row at the seed frame and
@@ -101,38 +112,67 @@ def actor_link(
     alive = dets.scores > min_score  # [N] not yet used or suppressed
     tubes: list[np.ndarray] = []
     seeds: list[int] = []
+    used: list[np.ndarray] = []  # per tube, int64[T] detection row of each frame's box or -1
     while len(tubes) < num_tubes and alive.any():
         cand = _order(dets.scores, alive)[: max(1, batch_seeds)]  # [B] rows, best first
         boxes, _ = tracker.track(frames, dets.frame[cand], dets.boxes[cand])  # [B,T,4]
         for j, row in enumerate(cand):
             if not alive[row]:
                 continue  # suppressed by a tube accepted earlier in this batch
-            tube = np.asarray(boxes[j], np.float32)  # [T,4]
+            tube = np.asarray(boxes[j], np.float32).copy()  # [T,4]
+            rows = np.full(T, -1, np.int64)  # [T]
             tube[dets.frame[row]] = dets.boxes[row]  # the seed frame keeps the detector's box
+            rows[dets.frame[row]] = row
+            alive[row] = False
+            if snap_iou is not None:
+                _snap(dets, alive, tube, rows, snap_iou)
             idx = np.flatnonzero(alive)  # [n]
             iou = box_iou_paired(  # [n] in float64, like the reference loop
                 dets.boxes[idx].astype(np.float64), tube[dets.frame[idx]].astype(np.float64)
             )
             alive[idx[iou > suppress_iou]] = False
-            alive[row] = False
             tubes.append(tube)
             seeds.append(int(row))
+            used.append(rows)
             if len(tubes) == num_tubes:
                 break
-    return _to_tubes(tubes, seeds, dets, T)
+    return _to_tubes(tubes, seeds, used, dets, T)
 
 
-def _to_tubes(tubes: list[np.ndarray], seeds: list[int], dets: Detections, T: int) -> Tubes:
+def _snap(
+    dets: Detections, alive: np.ndarray, tube: np.ndarray, rows: np.ndarray, snap_iou: float
+) -> None:
+    """In place: per frame, the alive detection overlapping ``tube`` most (IoU > ``snap_iou``;
+    ties: lowest row) replaces the tube's box there and is used up (``alive`` False)."""
+    idx = np.flatnonzero(alive)  # [n]
+    if idx.size == 0:
+        return
+    f = dets.frame[idx]  # [n]
+    iou = box_iou_paired(dets.boxes[idx].astype(np.float64), tube[f].astype(np.float64))  # [n]
+    ok = iou > snap_iou
+    idx, f, iou = idx[ok], f[ok], iou[ok]
+    if idx.size == 0:
+        return
+    order = np.lexsort((idx, -iou, f))  # by frame, best IoU first, then lowest row
+    idx, f = idx[order], f[order]
+    first = np.r_[True, f[1:] != f[:-1]]  # [m] the best detection of each frame
+    idx, f = idx[first], f[first]
+    tube[f] = dets.boxes[idx]
+    rows[f] = idx
+    alive[idx] = False
+
+
+def _to_tubes(
+    tubes: list[np.ndarray], seeds: list[int], used: list[np.ndarray], dets: Detections, T: int
+) -> Tubes:
     k = len(tubes)
     if k == 0:
         return Tubes.empty(T)
-    box_index = np.full((k, T), -1, np.int64)
     seeds_a = np.asarray(seeds, np.int64)
-    box_index[np.arange(k), dets.frame[seeds_a]] = seeds_a
     return Tubes(
         np.stack(tubes).astype(np.float32),
         np.ones((k, T), bool),
-        box_index,
+        np.stack(used),
         dets.scores[seeds_a].astype(np.float32),
     )
 
@@ -144,6 +184,7 @@ def actor_link_reference(
     num_tubes: int = 20,
     suppress_iou: float = 0.7,
     min_score: float = 0.0,
+    snap_iou: float | None = None,
 ) -> Tubes:
     """Algorithm 1 transcribed literally, one seed and one box at a time (the slow twin).
 
@@ -151,7 +192,18 @@ def actor_link_reference(
     """
     T = dets.num_frames
     alive = [bool(s > min_score) for s in dets.scores]
-    tubes, seeds = [], []
+    tubes: list[np.ndarray] = []
+    seeds: list[int] = []
+    used: list[np.ndarray] = []
+
+    def iou(a: np.ndarray, b: np.ndarray) -> float:
+        a, b = a.astype(np.float64), b.astype(np.float64)
+        iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+        ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+        inter = iw * ih
+        union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+        return inter / union if union > 0 else 0.0
+
     while len(tubes) < num_tubes and any(alive):
         best = None
         for r in range(len(dets)):
@@ -159,20 +211,29 @@ def actor_link_reference(
                 best = r
         assert best is not None
         tube = np.array(track_one(frames, int(dets.frame[best]), dets.boxes[best]), np.float32)
+        rows = np.full(T, -1, np.int64)
         tube[dets.frame[best]] = dets.boxes[best]
-        for r in range(len(dets)):
-            if alive[r]:
-                a, b = dets.boxes[r].astype(np.float64), tube[dets.frame[r]].astype(np.float64)
-                iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-                ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-                inter = iw * ih
-                union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-                if union > 0 and inter / union > suppress_iou:
-                    alive[r] = False
+        rows[dets.frame[best]] = best
         alive[best] = False
+        if snap_iou is not None:
+            for f in range(T):  # the best alive detection of each frame, against the tracker box
+                best_r, best_iou = -1, snap_iou
+                for r in range(len(dets)):
+                    if alive[r] and dets.frame[r] == f:
+                        o = iou(dets.boxes[r], tube[f])
+                        if o > best_iou:
+                            best_r, best_iou = r, o
+                if best_r >= 0:
+                    tube[f] = dets.boxes[best_r]
+                    rows[f] = best_r
+                    alive[best_r] = False
+        for r in range(len(dets)):
+            if alive[r] and iou(dets.boxes[r], tube[dets.frame[r]]) > suppress_iou:
+                alive[r] = False
         tubes.append(tube)
         seeds.append(best)
-    return _to_tubes(tubes, seeds, dets, T)
+        used.append(rows)
+    return _to_tubes(tubes, seeds, used, dets, T)
 
 
 def link_videos(
