@@ -40,11 +40,18 @@ def run(cfg: DictConfig) -> dict:
     run_info = {
         "linker": linker.name,
         "detector": detector.name,
-        "supervision": supervision.level,
+        "supervision": getattr(supervision, "name", supervision.level),
         "reranking": reranker.name,
         "choices": {k: v for k, v in choices.items() if not k.startswith("hydra")},
+        "study": OmegaConf.to_container(cfg.study) if cfg.get("study") else None,
     }
-    if isinstance(method, functools.partial):  # a trainable method, built once L is known
+    if isinstance(method, functools.partial) and getattr(
+        method.func, "trains_on_box_features", False
+    ):  # STIL and its baselines: box features + EM, no video decoding while training
+        res = train_stil(
+            cfg, dataset, detector, linker, method, reranker, supervision, loggers, spec, run_info
+        )
+    elif isinstance(method, functools.partial):  # a trainable method, built once L is known
         res = train_and_evaluate(
             cfg, dataset, detector, linker, method, reranker, loggers, spec, run_info
         )
@@ -80,6 +87,41 @@ def run(cfg: DictConfig) -> dict:
     return res
 
 
+def train_stil(
+    cfg, dataset, detector, linker, method_factory, reranker, supervision, loggers, spec, run_info
+) -> dict:
+    """STIL / MIL / GMIL: box features (cached), EM training with Lightning, test tubes."""
+    from hydra.utils import instantiate
+
+    from wsal.stil_pipeline import run_stil
+
+    def make_trainer(max_epochs: int):
+        # one EM round per epoch; full-batch, so no checkpoint callbacks or sanity checks needed
+        return instantiate(
+            cfg.trainer,
+            max_epochs=max_epochs,
+            logger=loggers or False,
+            enable_checkpointing=False,
+            num_sanity_val_steps=0,
+        )
+
+    run_info = {**run_info, "features": cfg.features.get("_target_", "").rsplit(".", 1)[-1]}
+    return run_stil(
+        dataset.prepare(),
+        detector,
+        linker,
+        method_factory,
+        reranker,
+        supervision,
+        instantiate(cfg.features),
+        make_trainer,
+        spec,
+        cfg.paths.output_dir,
+        cfg.paths.cache_dir,
+        run_info,
+    )
+
+
 def train_and_evaluate(
     cfg, dataset, detector, linker, method_factory, reranker, loggers, spec, run_info
 ) -> dict:
@@ -109,7 +151,20 @@ def train_and_evaluate(
     dm.setup("predict")
     preds = trainer.predict(model, dataloaders=dm.predict_dataloader())
     videos = dm.split_videos("predict")
-    results = reranker(tube_scores_to_detections(videos, dm.tubes, preds))
+    results = tube_scores_to_detections(videos, dm.tubes, preds)
+    if getattr(reranker, "context", False):  # global video classifier on the run's features
+        from wsal.stil_pipeline import context_video_scores
+
+        vs = context_video_scores(
+            instantiate(cfg.features),
+            dm.prepared,
+            dm.index.split("train"),
+            videos,
+            cfg.paths.cache_dir,
+        )
+        results = reranker(results, video_scores=vs)
+    else:
+        results = reranker(results)
     timings["predict_s"] = time.perf_counter() - t
     info = {
         **run_info,

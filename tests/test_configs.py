@@ -182,3 +182,35 @@ def test_train_actor_attention_end_to_end(tmp_path):
     assert (run / "tubes.png").exists()
     metrics = (run / "csv" / "version_0" / "metrics.csv").read_text()
     assert "train/loss" in metrics and "test/video_mAP@0.5" in metrics
+
+
+def test_train_stil_end_to_end_with_context_and_supervision(tmp_path):
+    """The STIL path: hoghof box features (cached), boxes-supervised priors, EM with Lightning,
+    test tubes, contextual + negative reranking, results with the annotation cost."""
+    run = tmp_path / "run"
+    args = [
+        f"paths.data_dir={tmp_path}/data",
+        f"hydra.run.dir={run}",
+        *TINY,
+        "dataset.videos_per_class_train=2",
+        "method=stil",
+        "method.em_epochs=2",
+        "method.folds=2",
+        "method.loss=squared_hinge",
+        "reranking=both",
+        "supervision=boxes_stride10",
+        "trainer.enable_progress_bar=false",
+        "logger=csv",
+    ]
+    out = subprocess.run(
+        [sys.executable, "train.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    res = json.loads((run / "results.json").read_text())
+    assert res["method"] == "stil" and res["reranking"] == "both"
+    assert res["supervision"] == "boxes_stride10" and res["annotation_cost_s"] > 5.0
+    assert len(res["em_history"]) == 2 and res["num_train_videos"] == 14
+    assert 0 <= res["video_mAP"]["0.5"] <= 1 and res["num_detections"] > 0
+    # a second run reuses the feature cache (no second extraction)
+    feats = list((tmp_path / "data" / "cache").rglob("*.json"))
+    assert feats

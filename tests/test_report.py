@@ -1,0 +1,76 @@
+"""The STIL study report: tables, orderings and plots from a folder of results.json files."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from wsal.report import collect, main, stil_study
+
+
+def _write(root, point, map05, cost=5.0, map02=None):
+    d = root / point
+    d.mkdir(parents=True)
+    res = {
+        "study": {"point": point, "part": "x"},
+        "protocol": "act",
+        "nms": 0.3,
+        "split": "test",
+        "dataset": "synthactors",
+        "video_mAP": {"0.2": map02 if map02 is not None else map05 + 0.1, "0.5": map05},
+        "annotation_cost_s": cost,
+    }
+    (d / "results.json").write_text(json.dumps(res))
+
+
+def test_stil_study_tables_and_orderings(tmp_path):
+    runs = tmp_path / "multirun"
+    for p, m in [
+        ("table1_mil", 0.1),
+        ("table1_gmil5", 0.12),
+        ("table1_gmil10", 0.15),
+        ("table1_gmil40", 0.14),
+        ("table1_stil_noprim", 0.2),
+        ("stil", 0.3),
+        ("fig5_context", 0.31),
+        ("fig5_negative", 0.29),
+        ("fig5_both", 0.35),
+        ("fig6_boxes", 0.5),
+    ]:
+        _write(runs, p, m, cost=865.27 if p == "fig6_boxes" else 5.0)
+    (runs / "not_a_study").mkdir()
+    (runs / "not_a_study" / "results.json").write_text(json.dumps({"video_mAP": {}}))
+    assert len(collect(runs)) == 10
+    res = stil_study(runs, tmp_path / "out")
+    assert res["table1"]["STIL"]["mAP@0.5"] == pytest.approx(0.3)
+    assert res["table1"]["MIL"]["mAP@0.2"] == pytest.approx(0.2)
+    assert res["fig5"]["both"] == pytest.approx(0.35)
+    assert res["fig6"]["boxes"] == {"cost_s": 865.27, "mAP@0.5": 0.5}
+    assert res["checks"]["Table 1: MIL < GMIL(10) < STIL w/o Prim < STIL"] == "holds"
+    assert res["checks"]["Figure 5: none < both"] == "holds"
+    assert res["checks"]["Figure 6: labels < boxes"] == "holds"
+    md = (tmp_path / "out" / "stil_study.md").read_text()
+    assert "| GMIL µ=10 | 0.2500 | 0.1500 |" in md and "| mixture | nan | – |" in md
+    for png in ("fig5_reranking.png", "fig6_supervision.png"):
+        assert (tmp_path / "out" / png).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_orderings_that_fail_are_reported(tmp_path):
+    runs = tmp_path / "m"
+    _write(runs, "table1_mil", 0.4)
+    _write(runs, "table1_gmil10", 0.3)
+    _write(runs, "table1_stil_noprim", 0.2)
+    _write(runs, "stil", 0.1)
+    res = stil_study(runs)
+    assert res["checks"]["Table 1: MIL < GMIL(10) < STIL w/o Prim < STIL"] == "does not hold"
+    assert res["checks"]["Figure 5: none < both"] == "incomplete"
+    assert (runs / "stil_study.json").exists()
+
+
+def test_cli_and_empty_folder(tmp_path, capsys):
+    with pytest.raises(FileNotFoundError, match="no results.json"):
+        main(["stil", str(tmp_path)])
+    _write(tmp_path, "stil", 0.2)
+    assert main(["stil", str(tmp_path), "--out", str(tmp_path / "r")]) == 0
+    assert "STIL study" in capsys.readouterr().out

@@ -1,0 +1,177 @@
+"""The STIL pipeline (DESIGN §2, lower branch): detections -> box features -> priors (+ supervision,
+Eq. 5-7) -> Temporal Prim training tubes -> EM training (Lightning) -> box scores -> test tubes ->
+reranking -> evaluation.
+
+Plain functions over already-built stage objects (``train.py`` builds them from the config), so a
+notebook can run STIL and its baselines without Hydra. Every expensive stage is cached on disk:
+the prior tubes (``pipeline.link_cached``), the box features and the video descriptors
+(``wsal.features``), so a sweep over methods, reranking or supervision levels extracts once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from wsal.data.annotations import DatasetIndex
+from wsal.data.datasets import PreparedDataset
+from wsal.pipeline import EvaluationSpec, Linker, link, link_cached, report
+from wsal.structures import Detections, Tubes
+
+log = logging.getLogger(__name__)
+
+__all__ = ["context_video_scores", "training_tubes", "run_stil"]
+
+
+def training_tubes(
+    prepared: PreparedDataset,
+    detector: Any,
+    linker: Linker,
+    dets: Mapping[str, Detections],
+    priors: Mapping[str, np.ndarray],
+    supervised: bool,
+    cache_dir: str | os.PathLike,
+) -> dict[str, Tubes]:
+    """Tubes of the training videos linked on their priors (STIL §3.2).
+
+    With video labels only the priors are the detector's scores, so the pipeline's tube cache
+    serves them; supervision scores (Eq. 5) change the priors, and those tubes are linked afresh
+    on ``detector score + supervision score`` (Temporal Prim takes about a second per thousand
+    videos).
+    """
+    if not supervised:
+        tubes = link_cached(prepared, detector, linker, cache_dir)
+        return {v: tubes[v] for v in dets}
+    shifted = {v: d.with_scores(np.asarray(priors[v], np.float32)) for v, d in dets.items()}
+    return link(linker, shifted, prepared.index)
+
+
+def context_video_scores(
+    extractor: Any,
+    prepared: PreparedDataset,
+    train: Sequence[str],
+    test: Sequence[str],
+    cache_dir: str | os.PathLike,
+    C: float = 10.0,
+) -> dict[str, np.ndarray]:
+    """Global video classifier scores ``{test video: float[L]}`` for contextual reranking (§3.4).
+
+    Whole-frame descriptors at 2 fps from the run's feature extractor (cached), one linear
+    classifier per class trained on the training videos' labels, applied to the test videos.
+    """
+    from wsal.features import extract_video_descriptors
+    from wsal.reranking import fit_video_classifier, labels_matrix, video_scores
+
+    index = prepared.index
+    desc = extract_video_descriptors(
+        extractor, index, cache_dir, prepared.cache_key, videos=list(train) + list(test)
+    )
+    W, b = fit_video_classifier(
+        np.stack([desc[v] for v in train]), labels_matrix(index, list(train)), C=C
+    )
+    return video_scores(W, b, {v: desc[v] for v in test})
+
+
+def _labels(index: DatasetIndex, videos: Sequence[str]) -> dict[str, list[int]]:
+    return {v: list(index.videos[v].labels) for v in videos}
+
+
+def run_stil(
+    prepared: PreparedDataset,
+    detector: Any,
+    linker: Linker,
+    method_factory: Callable[..., Any],
+    reranker: Any,
+    supervision: Any,
+    extractor: Any,
+    make_trainer: Callable[..., Any],
+    spec: EvaluationSpec,
+    out_dir: str | os.PathLike,
+    cache_dir: str | os.PathLike,
+    run_info: dict[str, Any] | None = None,
+    train_split: str = "train",
+) -> dict[str, Any]:
+    """Train STIL (or a Table 1 baseline) on ``train_split``, localize ``spec.split``, evaluate.
+
+    Args:
+        method_factory: ``num_classes -> STIL`` (the ``_partial_`` method config).
+        reranker: :class:`wsal.reranking.Reranking`; when it uses context, the global video
+            classifier is trained here on the same training videos and labels.
+        supervision: :class:`wsal.supervision.SupervisionSpec` of the training videos.
+        extractor: box feature extractor (``wsal.features``: hoghof | cnn).
+        make_trainer: ``max_epochs -> pytorch_lightning.Trainer`` (one EM round per epoch).
+    Writes ``detections.npz``, ``results.json`` and pictures into ``out_dir``.
+    """
+    from wsal.features import extract_box_features
+    from wsal.models.stil import STILDataModule, build_stil_data
+    from wsal.supervision import annotation_cost, supervision_scores
+
+    index = prepared.index
+    train, test = index.split(train_split), index.split(spec.split)
+    timings: dict[str, float] = {}
+    t = time.perf_counter()
+    all_dets = detector.load(index, prepared.detections)
+    det_key = f"{detector.name}-{detector.cache_key(prepared.detections)}"
+    videos = list(dict.fromkeys([*train, *test]))
+    feats = extract_box_features(
+        extractor, index, all_dets, cache_dir, prepared.cache_key, det_key, videos=videos
+    )
+    timings["detections+features_s"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    train_dets = {v: all_dets[v] for v in train if len(all_dets[v])}
+    if len(train_dets) < len(train):
+        log.warning("%d training videos have no detections", len(train) - len(train_dets))
+    sup = supervision_scores(supervision, index, train_dets, list(train_dets))
+    priors = {v: d.scores.astype(np.float32) + sup[v] for v, d in train_dets.items()}
+    supervised = supervision.level != "labels"
+    tubes = training_tubes(prepared, detector, linker, train_dets, priors, supervised, cache_dir)
+    model = method_factory(num_classes=len(index.labels))
+    data = build_stil_data(
+        {v: np.asarray(feats[v]) for v in train_dets},
+        priors,
+        tubes,
+        _labels(index, list(train_dets)),
+        len(index.labels),
+        folds=max(1, int(model.hparams["folds"])),
+        seed=int(model.hparams["seed"]),
+        dets=train_dets,
+        normalize=bool(model.hparams["normalize"]),
+    )
+    timings["training_tubes_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    trainer = make_trainer(int(model.hparams["em_epochs"]))
+    trainer.fit(model, datamodule=STILDataModule(data))
+    timings["train_s"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    test_dets = {v: all_dets[v] for v in test}
+    results = model.predict_tubes({v: np.asarray(feats[v]) for v in test}, test_dets)
+    timings["predict_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    if getattr(reranker, "context", False):
+        vs = context_video_scores(extractor, prepared, train, test, cache_dir)
+        results = reranker(results, video_scores=vs)
+    else:
+        results = reranker(results)
+    timings["rerank_s"] = time.perf_counter() - t
+    # proposal recall is measured on the prior tubes of the test videos (class-agnostic)
+    prior_tubes = link_cached(prepared, detector, linker, cache_dir)
+    info = {
+        **(run_info or {}),
+        "method": model.name,
+        "supervision": getattr(supervision, "name", supervision.level),
+        "num_train_videos": len(train_dets),
+        # STIL Table 3's cost model on this dataset's own training-video lengths (seconds/video)
+        "annotation_cost_s": annotation_cost(
+            supervision, [index.videos[v].nframes for v in train]
+        ),
+        "num_train_boxes": int(data.num_boxes),
+        "em_history": list(getattr(model, "history", [])),
+    }
+    return report(prepared.name, index, test, prior_tubes, results, spec, out_dir, info, timings)
