@@ -9,7 +9,7 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo demo-oracle test test-full lint format bench clean
+.PHONY: help install demo demo-oracle proposals stil stil-study test test-full lint format bench clean
 
 help: ## show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
@@ -27,6 +27,18 @@ demo: $(STAMP) ## train actor attention on SynthActors (CPU, ~9 min), evaluate, 
 
 demo-oracle: $(STAMP) ## localization only: Temporal Prim tubes labelled with the true class (~20 s)
 	$(PY) train.py $(ARGS)
+
+proposals: $(STAMP) ## proposal recall of temporal_prim, viterbi, actor on SynthActors, untrimmed + trimmed (CPU ~25 min)
+	$(PY) -m wsal.linking.study --out reports/proposals --threads 1 $(ARGS)
+	$(PY) -m wsal.linking.study --out reports/proposals_trimmed --data data/synthactors_trimmed \
+		--synth min_action_frac=1.0 --threads 1 $(ARGS)
+
+stil: $(STAMP) ## train and evaluate STIL on SynthActors (hoghof features, CPU)
+	$(PY) train.py method=stil $(ARGS)
+
+stil-study: $(STAMP) ## STIL paper study (Table 1, Fig. 5, Fig. 6): one Hydra multirun + its report
+	$(PY) train.py -m 'study=glob(*)' task_name=stil_study hydra.sweep.dir=multirun/stil_study $(ARGS)
+	$(PY) -m wsal.report stil multirun/stil_study --out reports/stil_study
 
 test: $(STAMP) ## fast test suite (no slow tests)
 	$(PY) -m pytest -m "not slow" -q -p no:cacheprovider $(ARGS)
@@ -46,6 +58,11 @@ format: $(STAMP) ## apply ruff's fixes and formatting
 bench: $(STAMP) ## benchmarks (figures printed, never asserted)
 	$(PY) bench/bench_temporal_prim.py
 	$(PY) bench/bench_evaluation.py
+	$(PY) bench/bench_linkers.py
+	$(PY) bench/bench_tracker.py --threads 1
+	$(PY) bench/bench_features.py
+	$(PY) bench/bench_stil_solver.py --threads 1
+	$(PY) bench/bench_detector.py
 
 clean: ## remove generated data, run folders and caches (keeps .venv)
-	rm -rf data outputs multirun lightning_logs wandb bench/out .pytest_cache .ruff_cache .mypy_cache
+	rm -rf data outputs multirun reports lightning_logs wandb bench/out .pytest_cache .ruff_cache .mypy_cache
