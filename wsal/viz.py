@@ -522,6 +522,7 @@ def plot_recall(
     title: str,
     xlabel: str = "proposals per video",
     ylabel: str = "recall",
+    styles: Mapping[str, dict[str, Any]] | None = None,
 ) -> None:
     """Recall against the number of proposals kept, one line per method, as a PNG (atomic).
 
@@ -530,13 +531,16 @@ def plot_recall(
             (x = 1..N; curves may differ in N).
         path: ``*.png``.
         title, xlabel, ylabel: texts of the plot.
+        styles: optional matplotlib line keywords per curve name (e.g. colour, linestyle).
     """
     fig, ax = _figure(title, xlabel, ylabel)
     ys = []
     for label, y in curves.items():
         y = np.asarray(y, dtype=np.float64).reshape(-1)  # [N]
         x = np.arange(1, y.size + 1)  # [N]
-        ax.plot(x, y, label=label, marker="o" if y.size <= 20 else None, markersize=3)
+        kw = {"marker": "o" if y.size <= 20 else None, "markersize": 3}
+        kw.update((styles or {}).get(label, {}))
+        ax.plot(x, y, label=label, **kw)
         ys.append(y)
     ax.set_ylim(0.0, _top(ys))
     ax.set_xlim(left=1)

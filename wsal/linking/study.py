@@ -115,15 +115,16 @@ def run_study(
         }
     atomic_write_json(out / "recall.json", res)
     atomic_write_text(out / "recall.md", format_table(res))
-    curves = {
-        f"{name} @{t}": np.asarray(r["recall"][t])
-        for name, r in res["linkers"].items()
-        for t in res["bound_full_video_tube"]
-    }
+    curves, styles = {}, {}
+    for i, (name, r) in enumerate(res["linkers"].items()):
+        for t in res["bound_full_video_tube"]:
+            curves[f"{name} @{t}"] = np.asarray(r["recall"][t])
+            styles[f"{name} @{t}"] = {"color": f"C{i}", "linestyle": "-" if t == "0.5" else "--"}
     plot_recall(
         curves,
         out / "recall.png",
-        title or f"{prepared.name} ({split}): proposal recall vs number of proposals",
+        title or f"{prepared.name} {split}: proposal recall (st-IoU)",
+        styles=styles,
     )
     return res
 
