@@ -60,6 +60,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+# one slot-path -> Tubes conversion for both linkers (box rows = frame_ptr + slot)
+from wsal.linking.temporal_prim import _to_tubes
 from wsal.structures import Detections, Tubes
 
 __all__ = ["ViterbiLinker", "trim_path", "viterbi", "viterbi_batch"]
@@ -459,21 +461,6 @@ def _forward_torch(
     val = flat[torch.arange(R, device=s.device), i]
     i_np = i.cpu().numpy()
     return back.cpu().numpy(), fmax - 1 - i_np // B, i_np % B, val.cpu().numpy()
-
-
-# ------------------------------------------------------------------------------------------ out
-def _to_tubes(dets: Detections, link: np.ndarray, found: list[tuple[int, np.ndarray]]) -> Tubes:
-    """Tubes from (first frame, slot per frame) pairs; slots index within each frame's rows."""
-    k, f = len(found), dets.num_frames
-    box_index = np.full((k, f), -1, np.int64)
-    for i, (f0, slots) in enumerate(found):
-        frames = f0 + np.arange(len(slots))
-        box_index[i, frames] = dets.frame_ptr[frames] + slots
-    valid = box_index >= 0  # [k, F]
-    boxes = np.zeros((k, f, 4), np.float32)
-    boxes[valid] = dets.boxes[box_index[valid]]
-    score = np.array([link[box_index[i, valid[i]]].mean() for i in range(k)], np.float64)
-    return Tubes(boxes, valid, box_index, score.astype(np.float32), np.full(k, -1, np.int64))
 
 
 # --------------------------------------------------------------------------------------- linker
