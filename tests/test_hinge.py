@@ -199,3 +199,93 @@ def test_errors():
         fit_linear_hinge(X, Y, C=0.0)
     with pytest.raises(ValueError, match="W0/b0"):
         fit_linear_hinge(X, Y, W0=torch.zeros(2, 2))
+
+
+def balanced_reference(X, Y, C, loss):
+    """LinearSVC(class_weight="balanced") per column (n / (2 n_class) per class), scored with
+    our weighted objective; also returns the [N, L] weights it implies."""
+    from sklearn.svm import LinearSVC
+
+    Ws, bs = [], []
+    wt = np.zeros(Y.shape)
+    for c in range(Y.shape[1]):
+        y = Y[:, c]
+        n, n_pos, n_neg = len(y), (y == 1).sum(), (y == -1).sum()
+        wt[:, c] = np.where(y == 1, n / (2 * n_pos), n / (2 * n_neg))
+        m = LinearSVC(
+            C=C,
+            loss=loss,
+            dual=loss == "hinge",
+            tol=1e-6,
+            max_iter=200_000,
+            intercept_scaling=1.0,
+            class_weight="balanced",
+        ).fit(X, y)
+        Ws.append(m.coef_[0])
+        bs.append(m.intercept_[0])
+    W, b = torch.tensor(np.array(Ws)), torch.tensor(np.array(bs))
+    wt = torch.tensor(wt)
+    return hinge_objective(torch.tensor(X), torch.tensor(Y), W, b, C, loss, wt), wt
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("loss", ["squared_hinge", "hinge"])
+def test_weights_match_linearsvc_class_weight_balanced(loss):
+    """Imbalanced one-vs-rest (5 classes: ~20% positives per column): per-example weights
+    reproduce LinearSVC(class_weight="balanced")'s objective (squared hinge 1e-5, hinge 1%)."""
+    X, Y = blobs(n=800, d=16, classes=5, sep=1.0, seed=4)
+    ref, wt = balanced_reference(X, Y, 10.0, loss)
+    W, b = fit_linear_hinge(torch.tensor(X), torch.tensor(Y), 10.0, loss, weight=wt)
+    ours = hinge_objective(torch.tensor(X), torch.tensor(Y), W, b, 10.0, loss, wt)
+    gap = ((ours - ref) / ref).abs()
+    assert (gap < (1e-5 if loss == "squared_hinge" else 1e-2)).all(), (ours, ref)
+    # and the weights matter: the unweighted optimum is a worse point of the weighted objective
+    W0, b0 = fit_linear_hinge(torch.tensor(X), torch.tensor(Y), 10.0, loss)
+    worse = hinge_objective(torch.tensor(X), torch.tensor(Y), W0, b0, 10.0, loss, wt)
+    assert (worse > ours * 1.01).all()
+
+
+def test_integer_weights_equal_repeated_rows():
+    """Weight k on a row = the row repeated k times (weight 0 = left out); [N] weights apply to
+    every column."""
+    X, Y = blobs(n=300, d=6, sep=1.0, seed=5)
+    k = np.random.default_rng(6).integers(0, 4, size=300)
+    Xt, Yt = torch.tensor(X), torch.tensor(Y)
+    W, b = fit_linear_hinge(Xt, Yt, 2.0, weight=torch.tensor(k, dtype=torch.float64), tol=1e-12)
+    rep = np.repeat(np.arange(300), k)
+    Wr, br = fit_linear_hinge(Xt[rep], Yt[rep], 2.0, tol=1e-12)
+    np.testing.assert_allclose(W.numpy(), Wr.numpy(), atol=1e-6)
+    np.testing.assert_allclose(b.numpy(), br.numpy(), atol=1e-6)
+
+
+def test_weighted_objective_matches_loop_twin():
+    rng = np.random.default_rng(7)
+    X = rng.normal(size=(30, 4))
+    Y = rng.choice([-1, 0, 1], size=(30, 2))
+    wt = rng.random((30, 2)) * 3
+    W, b = rng.normal(size=(2, 4)), rng.normal(size=2)
+    got = hinge_objective(
+        torch.tensor(X),
+        torch.tensor(Y),
+        torch.tensor(W),
+        torch.tensor(b),
+        2.0,
+        "hinge",
+        torch.tensor(wt),
+    )
+    want = []
+    for c in range(2):
+        f = 0.5 * float(W[c] @ W[c]) + 0.5 * float(b[c]) ** 2
+        for i in range(30):
+            if Y[i, c]:
+                f += 2.0 * wt[i, c] * max(0.0, 1.0 - Y[i, c] * (float(X[i] @ W[c]) + b[c]))
+        want.append(f)
+    np.testing.assert_allclose(got.numpy(), want, rtol=1e-12)
+
+
+def test_weight_errors():
+    X, Y = torch.zeros(4, 2), torch.ones(4, 1)
+    with pytest.raises(ValueError, match="weight must be \\[N\\]"):
+        fit_linear_hinge(X, Y, weight=torch.ones(3))
+    with pytest.raises(ValueError, match=">= 0"):
+        fit_linear_hinge(X, Y, weight=-torch.ones(4))

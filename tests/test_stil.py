@@ -17,6 +17,7 @@ from wsal.models.stil import (
     STILDataModule,
     assign_folds,
     background_boxes,
+    balanced_weights,
     best_subtubes,
     build_stil_data,
     link_prior_tubes,
@@ -259,6 +260,43 @@ def test_examples_of_the_m_step():
     model.attach(data)
     model.e_step(0)
     assert model._Y[:, 0, 0].tolist() == [0, 0, 1, -1, 0, 0, 0, 0, 0, -1, 0]
+
+
+def test_balanced_weights_by_hand():
+    """Column 0: 1 positive, 3 negatives of 4 used rows -> 4/2 = 2 and 4/6; column 1: no
+    positive, 2 negatives -> 2/4 = 0.5 each; unused rows weigh 0."""
+    Y = torch.tensor([[1, -1], [-1, 0], [-1, -1], [-1, 0], [0, 0]], dtype=torch.int8)
+    w = balanced_weights(Y)
+    want = [[2.0, 0.5], [2 / 3, 0.0], [2 / 3, 0.5], [2 / 3, 0.0], [0.0, 0.0]]
+    np.testing.assert_allclose(w.numpy(), want, rtol=1e-6)
+    # each class of column 0 carries half of the column's total weight n = 4
+    assert float(w[Y[:, 0] == 1, 0].sum()) == pytest.approx(2.0)
+    assert float(w[Y[:, 0] == -1, 0].sum()) == pytest.approx(2.0)
+
+
+def test_class_weight_balanced_m_step_equals_weighted_solve():
+    """class_weight="balanced": the M-step is the weighted solve with balanced_weights(Y); it
+    lifts the scores of the rare positives (the unweighted model scores fewer boxes > 0)."""
+    from wsal.models.hinge import fit_linear_hinge
+
+    feats, priors, dets, tubes, labels, _ = planted_toy()
+    data = build_stil_data(feats, priors, tubes, labels, 2, folds=1, dets=dets)
+    out = {}
+    for cw in (None, "balanced"):
+        model = STIL(2, folds=1, em_epochs=1, penalty=0.5, class_weight=cw, loss="squared_hinge")
+        model.attach(data)
+        model.e_step(0)
+        Y = model._Y.reshape(data.num_boxes, -1)
+        model.m_step()
+        W, b = fit_linear_hinge(
+            data.features, Y, 10.0, weight=balanced_weights(Y) if cw else None, tol=1e-4
+        )
+        np.testing.assert_allclose(model.weight.numpy(), W.numpy(), atol=1e-4)
+        np.testing.assert_allclose(model.bias.numpy(), b.numpy(), atol=1e-4)
+        out[cw] = model(data.features)
+    assert (out["balanced"] > 0).sum() > (out[None] > 0).sum()
+    with pytest.raises(ValueError, match="class_weight"):
+        STIL(2, class_weight="auto")
 
 
 def test_em_recovers_the_planted_subtube():

@@ -168,9 +168,7 @@ def run_stil(
         "supervision": getattr(supervision, "name", supervision.level),
         "num_train_videos": len(train_dets),
         # STIL Table 3's cost model on this dataset's own training-video lengths (seconds/video)
-        "annotation_cost_s": annotation_cost(
-            supervision, [index.videos[v].nframes for v in train]
-        ),
+        "annotation_cost_s": annotation_cost(supervision, [index.videos[v].nframes for v in train]),
         "num_train_boxes": int(data.num_boxes),
         "em_history": list(getattr(model, "history", [])),
     }

@@ -12,6 +12,10 @@ device of ``X``, with the data held in memory (box features: 50k-500k x 512 fit 
     loss(m) = max(0, 1 - m)^2     "squared_hinge" (L2-loss SVM, LinearSVC's default)
     loss(m) = max(0, 1 - m)       "hinge"         (L1-loss SVM, the loss written in STIL Eq. 1)
 
+With per-example weights ``weight[i, l] >= 0`` the loss term of example i in column l is
+multiplied by ``weight[i, l]`` (LinearSVC's ``class_weight`` / ``sample_weight``: the example's
+C becomes ``C * weight[i, l]``).
+
 ``Y[i, l] = 0`` leaves example i out of column l, so one call can also train models on different
 subsets of the rows (STIL's fold models, :mod:`wsal.models.stil`). With ``bias=False`` the bias is
 fixed at 0 and its term vanishes.
@@ -53,6 +57,21 @@ LOSSES = ("squared_hinge", "hinge")
 _HINGE_SMOOTHING = (0.5, 0.1, 0.02, 0.005, 0.001)
 
 
+def _check_weight(weight: Tensor | None, Y: Tensor) -> Tensor | None:
+    """``weight`` as float[N, L] (an [N] vector applies to every column), or None."""
+    if weight is None:
+        return None
+    if weight.ndim == 1 and weight.shape[0] == Y.shape[0]:
+        weight = weight[:, None].expand(Y.shape)
+    if tuple(weight.shape) != tuple(Y.shape):
+        raise ValueError(
+            f"weight must be [N] or [N, L] = {tuple(Y.shape)}, got shape {tuple(weight.shape)}"
+        )
+    if not (torch.isfinite(weight).all() and (weight >= 0).all()):
+        raise ValueError("weight must be finite and >= 0")
+    return weight
+
+
 def _check(X: Tensor, Y: Tensor, C: float, loss: str) -> None:
     if X.ndim != 2:
         raise ValueError(f"X must be [N, D], got shape {tuple(X.shape)}")
@@ -69,15 +88,23 @@ def _check(X: Tensor, Y: Tensor, C: float, loss: str) -> None:
 
 
 def hinge_objective(
-    X: Tensor, Y: Tensor, W: Tensor, b: Tensor | None, C: float = 10.0, loss: str = "squared_hinge"
+    X: Tensor,
+    Y: Tensor,
+    W: Tensor,
+    b: Tensor | None,
+    C: float = 10.0,
+    loss: str = "squared_hinge",
+    weight: Tensor | None = None,
 ) -> Tensor:
     """Primal objective of each column: ``float64[L]`` (see the module docstring for the formula).
 
     Args:
         X: float[N, D] examples; Y: [N, L] in {+1, -1, 0} (0 = row not used by that column);
-        W: float[L, D]; b: float[L] or None (no bias); C > 0; loss: "squared_hinge" | "hinge".
+        W: float[L, D]; b: float[L] or None (no bias); C > 0; loss: "squared_hinge" | "hinge";
+        weight: optional float[N, L] or [N] per-example loss weights (>= 0).
     """
     _check(X, Y, C, loss)
+    wt = _check_weight(weight, Y)
     W = W.to(X.dtype)
     z = X @ W.T  # [N, L]
     reg = 0.5 * (W.double() ** 2).sum(dim=1)  # [L]
@@ -88,6 +115,8 @@ def hinge_objective(
     y = Y.to(X.dtype)
     r = (1.0 - y * z).clamp_min(0.0) * (y != 0)  # [N, L] margin violation, 0 on unused rows
     per = r.double() ** 2 if loss == "squared_hinge" else r.double()
+    if wt is not None:
+        per = per * wt.to(device=per.device, dtype=torch.float64)
     return reg + C * per.sum(dim=0)
 
 
@@ -130,6 +159,7 @@ def fit_linear_hinge(
     b0: Tensor | None = None,
     max_cg: int = 100,
     info: dict[str, Any] | None = None,
+    weight: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Solve L linear SVMs (one per column of ``Y``) together; returns ``(W [L, D], b [L])``.
 
@@ -144,15 +174,20 @@ def fit_linear_hinge(
         max_cg: most conjugate-gradient steps per Newton iteration.
         info: if a dict is given, it receives ``iterations`` (Newton iterations run),
             ``cg_steps``, ``converged`` (bool[L]) and ``objective`` (float64[L]).
+        weight: optional per-example loss weights, float[N, L] (or [N] for every column), >= 0:
+            example i counts with ``C * weight[i, l]`` in column l (e.g. class balancing).
 
     A column with no used rows gets w = 0, b = 0. See the module docstring for the objective.
     """
     _check(X, Y, C, loss)
+    wt = _check_weight(weight, Y)
     N, D = X.shape
     L = Y.shape[1]
     dtype, dev = X.dtype, X.device
     y = Y.to(device=dev, dtype=dtype)  # [N, L]
     used = y != 0  # [N, L]
+    # Per-example C: a plain float without weights (the unweighted path is unchanged).
+    Cw: float | Tensor = C if wt is None else C * wt.to(device=dev, dtype=dtype)
     W = torch.zeros(L, D, dtype=dtype, device=dev) if W0 is None else W0.to(dev, dtype).clone()
     b = torch.zeros(L, dtype=dtype, device=dev) if b0 is None or not bias else b0.to(dev, dtype)
     b = b.clone()
@@ -167,12 +202,12 @@ def fit_linear_hinge(
         # Intermediate smoothing stages only provide a warm start: a loose tolerance suffices.
         tol_h = tol if i == len(stages) - 1 else max(tol, 1e-3)
         W, b, converged = _newton(
-            X, y, used, W, b, C, _Loss(h), bias, max_iter, tol_h, max_cg, stats
+            X, y, used, W, b, Cw, _Loss(h), bias, max_iter, tol_h, max_cg, stats
         )
     if info is not None:
         info.update(stats)
         info["converged"] = converged.cpu()
-        info["objective"] = hinge_objective(X, Y, W, b if bias else None, C, loss).cpu()
+        info["objective"] = hinge_objective(X, Y, W, b if bias else None, C, loss, wt).cpu()
     return W, b
 
 
@@ -182,7 +217,7 @@ def _newton(
     used: Tensor,
     W: Tensor,
     b: Tensor,
-    C: float,
+    C: float | Tensor,
     lf: _Loss,
     bias: bool,
     max_iter: int,
@@ -193,7 +228,7 @@ def _newton(
     """Truncated Newton with exact line search, all columns batched (see the module docstring).
 
     Each iteration works on the columns still running only (the last few often need many more
-    iterations than the rest).
+    iterations than the rest). ``C`` is a float or a per-example float[N, L] (weights).
     """
     L = y.shape[1]
     fb = 1.0 if bias else 0.0  # multiplies every bias update, so b stays 0 without a bias
@@ -204,19 +239,20 @@ def _newton(
         if len(cols) == 0:
             break
         if len(cols) == L:
-            Wa, ba, ya, ua = W, b, y, used
+            Wa, ba, ya, ua, Ca = W, b, y, used, C
         else:
             Wa, ba, ya, ua = W[cols], b[cols], y[:, cols], used[:, cols]  # [L_A, D] ... [N, L_A]
+            Ca = C[:, cols] if isinstance(C, torch.Tensor) else C
         z = X @ Wa.T + ba  # [N, L_A]
         r = (1.0 - ya * z).clamp_min(0.0) * ua  # [N, L_A] margin violations
         f = 0.5 * ((Wa * Wa).sum(dim=1, dtype=torch.float64) + ba.double() ** 2)
-        f = f + C * lf.value(r).sum(dim=0, dtype=torch.float64)  # [L_A]
+        f = f + (Ca * lf.value(r)).sum(dim=0, dtype=torch.float64)  # [L_A]
         # No decrease at all = converged at round-off level (the exact line search cannot
         # increase f: only rounding can).
         stop = f >= f_prev[cols]
-        coef = lf.slope(r) * ya  # [N, L_A] -d loss / d z
-        gW = Wa - C * (coef.T @ X)  # [L_A, D]
-        gb = (ba - C * coef.sum(dim=0)) * fb  # [L_A]
+        coef = Ca * lf.slope(r) * ya  # [N, L_A] -C d loss / d z
+        gW = Wa - coef.T @ X  # [L_A, D]
+        gb = (ba - coef.sum(dim=0)) * fb  # [L_A]
         gnorm = torch.sqrt((gW * gW).sum(dim=1) + gb * gb)  # [L_A]
         # f is 1-strongly convex (the 0.5 ||(w, b)||^2 term), so f - f* <= ||g||^2 / 2: this
         # bounds the relative suboptimality of each column by tol.
@@ -226,11 +262,11 @@ def _newton(
         if bool(stop.all()):
             break
         stats["iterations"] += 1
-        curv = lf.curvature(r) * ua  # [N, L_A] generalised Hessian weights
-        dW, db, steps = _cg(X, curv, gW, gb, ~stop, C, fb, gnorm, max_cg)
+        curv = Ca * lf.curvature(r) * ua  # [N, L_A] generalised Hessian weights (C included)
+        dW, db, steps = _cg(X, curv, gW, gb, ~stop, fb, gnorm, max_cg)
         stats["cg_steps"] += steps
         dz = X @ dW.T + db  # [N, L_A]
-        t = _line_search(z, dz, ya, ua, Wa, ba, dW, db, C, lf, ~stop)  # [L_A]
+        t = _line_search(z, dz, ya, ua, Wa, ba, dW, db, Ca, lf, ~stop)  # [L_A]
         W[cols] = Wa + t[:, None] * dW
         b[cols] = ba + t * db
     return W, b, done
@@ -242,14 +278,13 @@ def _cg(
     gW: Tensor,
     gb: Tensor,
     active: Tensor,
-    C: float,
     fb: float,
     gnorm: Tensor,
     max_cg: int,
 ) -> tuple[Tensor, Tensor, int]:
     """Approximately solve ``H d = -g`` per active column by conjugate gradients.
 
-    ``H v = v + C X^T (curv * (X v_w + v_b))`` (and the bias row). Only rows with curvature in
+    ``H v = v + X^T (curv * (X v_w + v_b))`` (and the bias row; ``curv`` includes C). Only rows with curvature in
     some column take part in the products (at the optimum of a separable-ish problem, few do).
     Each column stops when its residual is below ``0.1 * ||g||`` (truncated Newton, as TRON).
     """
@@ -272,8 +307,8 @@ def _cg(
             break
         steps += 1
         u = cA * (XA @ pW.T + pb)  # [N_A, L_A]
-        HpW = pW + C * (u.T @ XA)  # [L_A, D]
-        Hpb = (pb + C * u.sum(dim=0)) * fb  # [L_A]
+        HpW = pW + u.T @ XA  # [L_A, D]
+        Hpb = (pb + u.sum(dim=0)) * fb  # [L_A]
         pHp = ((pW * HpW).sum(dim=1) + pb * Hpb).clamp_min(tiny)  # [L_A]
         alpha = torch.where(stop, torch.zeros_like(rz), rz / pHp)  # [L_A]
         xW = xW + alpha[:, None] * pW
@@ -300,7 +335,7 @@ def _line_search(
     b: Tensor,
     dW: Tensor,
     db: Tensor,
-    C: float,
+    C: float | Tensor,
     lf: _Loss,
     active: Tensor,
     iters: int = 30,
@@ -328,8 +363,8 @@ def _line_search(
         if not bool(run.any()):
             break
         r = (1.0 - ym - t.to(z.dtype) * ydz).clamp_min(0.0) * used  # [N, L]
-        d1 = wd + t * dd - C * (lf.slope(r) * ydz).sum(dim=0, dtype=f64)  # [L] phi'(t)
-        d2 = dd + C * (lf.curvature(r) * ydz * ydz).sum(dim=0, dtype=f64)  # [L] phi''(t)
+        d1 = wd + t * dd - (C * lf.slope(r) * ydz).sum(dim=0, dtype=f64)  # [L] phi'(t)
+        d2 = dd + (C * lf.curvature(r) * ydz * ydz).sum(dim=0, dtype=f64)  # [L] phi''(t)
         pos = d1 > 0
         hi = torch.where(run & pos, t, hi)
         lo = torch.where(run & ~pos, t, lo)

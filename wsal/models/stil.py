@@ -78,6 +78,7 @@ __all__ = [
     "Selection",
     "assign_folds",
     "background_boxes",
+    "balanced_weights",
     "best_subtubes",
     "build_stil_data",
     "l2_normalize",
@@ -89,6 +90,7 @@ __all__ = [
 SELECTIONS = ("stil", "stil_noprim", "mil", "gmil")
 _NEGATIVES = ("all", "selected")
 _INITS = ("prior", "random")
+_CLASS_WEIGHTS = (None, "balanced")
 
 
 # ------------------------------------------------------------------------------------------ data
@@ -613,6 +615,23 @@ def background_boxes(
     return bg // max(P, 1), bg % max(P, 1)
 
 
+def balanced_weights(Y: Tensor) -> Tensor:
+    """float32[N, L] per-example loss weights that balance the classes of each column of ``Y``.
+
+    LinearSVC's ``class_weight="balanced"``: with ``n`` used rows (``Y != 0``) of which ``n_pos``
+    are +1 and ``n_neg`` are -1, a positive weighs ``n / (2 n_pos)`` and a negative
+    ``n / (2 n_neg)``, so both classes carry half of the loss. Unused rows weigh 0.
+    """
+    pos = Y == 1
+    neg = Y == -1
+    n_pos = pos.sum(dim=0).float()  # [L]
+    n_neg = neg.sum(dim=0).float()
+    n = n_pos + n_neg
+    w_pos = torch.where(n_pos > 0, n / (2 * n_pos.clamp_min(1)), torch.zeros_like(n))
+    w_neg = torch.where(n_neg > 0, n / (2 * n_neg.clamp_min(1)), torch.zeros_like(n))
+    return pos.float() * w_pos + neg.float() * w_neg
+
+
 # ------------------------------------------------------------------------------------- inference
 def predict_tubes(
     W: Tensor | np.ndarray,
@@ -730,6 +749,12 @@ class STIL(pl.LightningModule):
         num_tubes_per_class / min_iou: inference (see :func:`predict_tubes`).
         max_iter / tol: M-step solver (see :func:`fit_linear_hinge`).
         feature_dim: D, if known (lets a state dict load before any data is seen).
+        class_weight: None (Eq. 1: every example weighs C) or "balanced" (per column of the
+            M-step, positives weigh ``C n / (2 n_pos)`` and negatives ``C n / (2 n_neg)``, as
+            LinearSVC's ``class_weight="balanced"``; see :func:`balanced_weights`). Not in the
+            paper; without it, a few hundred positives against ~30k negatives per class drive
+            almost every test box score below 0, and §3.4's linking (boxes > 0) yields 1-2 frame
+            tubes (docs/stil.md, "SynthActors").
 
     Use: ``trainer.fit(STIL(L), datamodule=STILDataModule(data))`` with ``max_epochs >=
     em_epochs``, or without Lightning ``STIL(L).fit_em(data)``; then ``predict_tubes(features,
@@ -766,6 +791,7 @@ class STIL(pl.LightningModule):
         tol: float = 1e-4,
         seed: int = 0,
         feature_dim: int | None = None,
+        class_weight: str | None = None,
     ) -> None:
         super().__init__()
         if selection not in SELECTIONS:
@@ -776,6 +802,8 @@ class STIL(pl.LightningModule):
             raise ValueError(f"negatives must be one of {_NEGATIVES}, got {negatives!r}")
         if init not in _INITS:
             raise ValueError(f"init must be one of {_INITS}, got {init!r}")
+        if class_weight not in _CLASS_WEIGHTS:
+            raise ValueError(f"class_weight must be one of {_CLASS_WEIGHTS}, got {class_weight!r}")
         if num_classes < 1 or em_epochs < 1 or mu < 1:
             raise ValueError("num_classes, em_epochs and mu must be >= 1")
         self.save_hyperparameters()
@@ -977,6 +1005,7 @@ class STIL(pl.LightningModule):
             raise RuntimeError("m_step before e_step")
         N, M, L = self._Y.shape
         Y = self._Y.reshape(N, M * L)
+        weight = balanced_weights(Y) if hp.get("class_weight") == "balanced" else None
         info: dict[str, Any] = {}
         W, b = fit_linear_hinge(
             data.features,
@@ -988,6 +1017,7 @@ class STIL(pl.LightningModule):
             W0=self.models_weight.reshape(M * L, -1).to(data.features.dtype),
             b0=self.models_bias.reshape(-1).to(data.features.dtype),
             info=info,
+            weight=weight,
         )
         self.models_weight = W.reshape(M, L, -1).to(self.models_weight.dtype)
         self.models_bias = b.reshape(M, L).to(self.models_bias.dtype)
