@@ -51,7 +51,8 @@ def test_stil_study_tables_and_orderings(tmp_path):
     assert res["checks"]["Figure 5: none < both"] == "holds"
     assert res["checks"]["Figure 6: labels < boxes"] == "holds"
     md = (tmp_path / "out" / "stil_study.md").read_text()
-    assert "| GMIL µ=10 | 0.2500 | 0.1500 |" in md and "| mixture | nan | – |" in md
+    assert "| GMIL µ=10 | 0.2500 | 0.1500 |" in md and "| mixture | nan | – | – |" in md
+    assert "| both | 0.4500 | 0.3500 |" in md and "| boxes | 865.27 | 0.6000 | 0.5000 |" in md
     for png in ("fig5_reranking.png", "fig6_supervision.png"):
         assert (tmp_path / "out" / png).read_bytes()[:4] == b"\x89PNG"
 
