@@ -7,7 +7,6 @@ show progress and expose a ``cache_key`` of every parameter that shapes their ou
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ import numpy as np
 from tqdm import tqdm
 
 from wsal.data.annotations import DatasetIndex
+from wsal.linking.batching import link_in_batches, params_key
 from wsal.linking.temporal_prim import temporal_prim_batch
 from wsal.structures import Detections, Tubes
 
@@ -52,31 +52,19 @@ class TemporalPrimLinker:
             "min_iou": self.min_iou,
             "min_score": self.min_score,
         }
-        return hashlib.sha1(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12]
+        return params_key(params)
 
     def link(self, dets: Mapping[str, Detections]) -> dict[str, Tubes]:
         """Tubes per video (same keys as ``dets``), linked ``batch_videos`` videos per call."""
-        videos = list(dets)
-        out: dict[str, Tubes] = {}
-        bar = tqdm(
-            total=len(videos),
-            desc="linking (temporal_prim)",
-            unit="video",
-            disable=not self.progress,
+        return link_in_batches(
+            dets,
+            self.batch_videos,
+            "linking (temporal_prim)",
+            self.progress,
+            lambda d, names: temporal_prim_batch(
+                d, self.num_tubes, self.min_iou, self.min_score, device=self.device
+            ),
         )
-        for i in range(0, len(videos), self.batch_videos):
-            chunk = videos[i : i + self.batch_videos]
-            tubes = temporal_prim_batch(
-                [dets[v] for v in chunk],
-                self.num_tubes,
-                self.min_iou,
-                self.min_score,
-                device=self.device,
-            )
-            out.update(zip(chunk, tubes))
-            bar.update(len(chunk))
-        bar.close()
-        return out
 
 
 class ActorLinker:
@@ -167,7 +155,7 @@ class ActorLinker:
             "tracker": tracker_id,
             "tracker_config": self.tracker_config,
         }
-        return hashlib.sha1(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12]
+        return params_key(params)
 
     def link(
         self, dets: Mapping[str, Detections], index: DatasetIndex | None = None

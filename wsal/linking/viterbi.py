@@ -51,16 +51,14 @@ identical; torch pays off on a GPU with many videos per group.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 # one slot-path -> Tubes conversion for both linkers (box rows = frame_ptr + slot)
+from wsal.linking.batching import link_in_batches, params_key
 from wsal.linking.temporal_prim import _to_tubes
 from wsal.structures import Detections, Tubes
 
@@ -508,29 +506,24 @@ class ViterbiLinker:
             # the threshold shapes nothing without trimming
             "trim_thresh": self.trim_thresh if self.trim else None,
         }
-        return hashlib.sha1(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12]
+        return params_key(params)
 
     def link(self, dets: Mapping[str, Detections]) -> dict[str, Tubes]:
         """Tubes per video (same keys as ``dets``), linked ``batch_videos`` videos per call."""
-        videos = list(dets)
-        out: dict[str, Tubes] = {}
-        bar = tqdm(
-            total=len(videos), desc="linking (viterbi)", unit="video", disable=not self.progress
-        )
-        for i in range(0, len(videos), self.batch_videos):
-            chunk = videos[i : i + self.batch_videos]
-            tubes = viterbi_batch(
-                [dets[v] for v in chunk],
+        return link_in_batches(
+            dets,
+            self.batch_videos,
+            "linking (viterbi)",
+            self.progress,
+            lambda d, names: viterbi_batch(
+                d,
                 self.num_tubes,
                 self.iou_weight,
                 self.min_iou,
                 self.trim,
                 self.trim_thresh,
                 device=self.device,
-                names=chunk,
+                names=names,
                 cache_bytes=self.cache_mb << 20,
-            )
-            out.update(zip(chunk, tubes))
-            bar.update(len(chunk))
-        bar.close()
-        return out
+            ),
+        )
