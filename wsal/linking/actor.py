@@ -36,7 +36,7 @@ score), which is the proposal ranking the recall study uses; ``Tubes.labels`` st
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Protocol
 
 import numpy as np
@@ -234,13 +234,3 @@ def actor_link_reference(
         seeds.append(best)
         used.append(rows)
     return _to_tubes(tubes, seeds, used, dets, T)
-
-
-def link_videos(
-    videos: Mapping[str, Detections],
-    read: Callable[[str], np.ndarray],
-    tracker: Tracker,
-    **kwargs: object,
-) -> dict[str, Tubes]:
-    """:func:`actor_link` over many videos; ``read(video) -> frames`` decodes one video."""
-    return {v: actor_link(read(v), d, tracker, video=v, **kwargs) for v, d in videos.items()}  # type: ignore[arg-type]

@@ -117,24 +117,11 @@ def temporal_prim_batch(
     """
     if num_tubes < 0:
         raise ValueError(f"num_tubes must be >= 0, got {num_tubes}")
-    if scores is not None and len(scores) != len(dets):
-        raise ValueError(f"got {len(scores)} score arrays for {len(dets)} videos")
-    link = []  # float64[N_v] linking scores
-    for v, d in enumerate(dets):
-        s = d.scores if scores is None or scores[v] is None else scores[v]
-        s = np.asarray(s, dtype=np.float64).reshape(-1)
-        if s.shape != (len(d),):
-            raise ValueError(f"video {v}: scores has shape {s.shape}, expected ({len(d)},)")
-        if not np.all(np.isfinite(s)):
-            raise ValueError(f"video {v}: linking scores must be finite")
-        link.append(s)
-    if backend == "auto":
-        backend = "numpy" if device is None or torch.device(device).type == "cpu" else "torch"
-    if backend not in ("numpy", "torch"):
-        raise ValueError(f"unknown backend {backend!r}")
+    link = linking_scores(dets, scores)
+    impl = resolve_backend(backend, device)
 
     table, geom = _pad(dets, link, min_score)
-    run = _run_numpy if backend == "numpy" else _run_torch
+    run = _run_numpy if impl == "numpy" else _run_torch
     found = run(table, geom, num_tubes, float(min_iou), device)  # per video [(frame0, slots)]
     return [_to_tubes(d, s, f) for d, s, f in zip(dets, link, found)]
 
@@ -370,6 +357,37 @@ def _run_torch(
             for idle in np.flatnonzero(busy != live).tolist():
                 restart(idle)
     return tubes
+
+
+def linking_scores(
+    dets: Sequence[Detections],
+    scores: Sequence[np.ndarray | None] | None,
+    names: Sequence[str] | None = None,
+) -> list[np.ndarray]:
+    """float64[N_v] linking score per video: ``scores[v]`` or the detector's, checked to be finite
+    and one per box (errors name the video: ``names[v]``, else its position)."""
+    if scores is not None and len(scores) != len(dets):
+        raise ValueError(f"got {len(scores)} score arrays for {len(dets)} videos")
+    link = []
+    for v, d in enumerate(dets):
+        name = names[v] if names is not None else f"#{v}"
+        s = d.scores if scores is None or scores[v] is None else scores[v]
+        s = np.asarray(s, dtype=np.float64).reshape(-1)
+        if s.shape != (len(d),):
+            raise ValueError(f"video {name}: scores has shape {s.shape}, expected ({len(d)},)")
+        if not np.all(np.isfinite(s)):
+            raise ValueError(f"video {name}: linking scores must be finite")
+        link.append(s)
+    return link
+
+
+def resolve_backend(backend: str, device: str | torch.device | None) -> str:
+    """``auto`` -> numpy on CPU, torch elsewhere; anything but numpy/torch is an error."""
+    if backend == "auto":
+        backend = "numpy" if device is None or torch.device(device).type == "cpu" else "torch"
+    if backend not in ("numpy", "torch"):
+        raise ValueError(f"unknown backend {backend!r}")
+    return backend
 
 
 # ----------------------------------------------------------------------------------------- out

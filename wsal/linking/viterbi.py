@@ -59,7 +59,7 @@ import torch
 
 # one slot-path -> Tubes conversion for both linkers (box rows = frame_ptr + slot)
 from wsal.linking.batching import link_in_batches, params_key
-from wsal.linking.temporal_prim import _to_tubes
+from wsal.linking.temporal_prim import _to_tubes, linking_scores, resolve_backend
 from wsal.structures import Detections, Tubes
 
 __all__ = ["ViterbiLinker", "trim_path", "viterbi", "viterbi_batch"]
@@ -152,25 +152,12 @@ def viterbi_batch(
         raise ValueError(f"iou_weight must be finite and >= 0, got {iou_weight}")
     if not np.isfinite(min_iou) or not np.isfinite(trim_thresh):
         raise ValueError(f"min_iou and trim_thresh must be finite, got {min_iou}, {trim_thresh}")
-    if scores is not None and len(scores) != len(dets):
-        raise ValueError(f"got {len(scores)} score arrays for {len(dets)} videos")
     if names is not None and len(names) != len(dets):
         raise ValueError(f"got {len(names)} names for {len(dets)} videos")
-    link = []  # float64[N_v] linking scores
     for v, d in enumerate(dets):
-        name = names[v] if names is not None else f"#{v}"
-        _check(d, name)
-        s = d.scores if scores is None or scores[v] is None else scores[v]
-        s = np.asarray(s, dtype=np.float64).reshape(-1)
-        if s.shape != (len(d),):
-            raise ValueError(f"video {name}: scores has shape {s.shape}, expected ({len(d)},)")
-        if not np.all(np.isfinite(s)):
-            raise ValueError(f"video {name}: linking scores must be finite")
-        link.append(s)
-    if backend == "auto":
-        backend = "numpy" if device is None or torch.device(device).type == "cpu" else "torch"
-    if backend not in ("numpy", "torch"):
-        raise ValueError(f"unknown backend {backend!r}")
+        _check(d, names[v] if names is not None else f"#{v}")
+    link = linking_scores(dets, scores, names)  # float64[N_v] linking scores
+    impl = resolve_backend(backend, device)
     dev = torch.device(device) if device is not None else torch.device("cpu")
 
     found: list[list[tuple[int, np.ndarray]]] = [[] for _ in dets]
@@ -184,7 +171,7 @@ def viterbi_batch(
             float(iou_weight),
             float(min_iou),
             float(trim_thresh) if trim else None,
-            backend,
+            impl,
             dev,
             cache_bytes,
         )
