@@ -29,26 +29,24 @@ __all__ = ["context_video_scores", "training_tubes", "run_stil"]
 
 
 def training_tubes(
-    prepared: PreparedDataset,
-    detector: Any,
+    prior_tubes: Mapping[str, Tubes],
     linker: Linker,
+    index: DatasetIndex,
     dets: Mapping[str, Detections],
     priors: Mapping[str, np.ndarray],
     supervised: bool,
-    cache_dir: str | os.PathLike,
 ) -> dict[str, Tubes]:
     """Tubes of the training videos linked on their priors (STIL §3.2).
 
-    With video labels only the priors are the detector's scores, so the pipeline's tube cache
-    serves them; supervision scores (Eq. 5) change the priors, and those tubes are linked afresh
+    With video labels only the priors are the detector's scores, so the cached prior tubes
+    (``prior_tubes``, from ``pipeline.link_cached``) serve; supervision scores (Eq. 5) change the priors, and those tubes are linked afresh
     on ``detector score + supervision score`` (Temporal Prim takes about a second per thousand
     videos).
     """
     if not supervised:
-        tubes = link_cached(prepared, detector, linker, cache_dir)
-        return {v: tubes[v] for v in dets}
+        return {v: prior_tubes[v] for v in dets}
     shifted = {v: d.with_scores(np.asarray(priors[v], np.float32)) for v, d in dets.items()}
-    return link(linker, shifted, prepared.index)
+    return link(linker, shifted, index)
 
 
 def context_video_scores(
@@ -130,7 +128,9 @@ def run_stil(
     sup = supervision_scores(supervision, index, train_dets, list(train_dets))
     priors = {v: d.scores.astype(np.float32) + sup[v] for v, d in train_dets.items()}
     supervised = supervision.level != "labels"
-    tubes = training_tubes(prepared, detector, linker, train_dets, priors, supervised, cache_dir)
+    # the prior tubes: training tubes without supervision, and the proposals for recall
+    prior_tubes = link_cached(prepared, detector, linker, cache_dir)
+    tubes = training_tubes(prior_tubes, linker, index, train_dets, priors, supervised)
     model = method_factory(num_classes=len(index.labels))
     data = build_stil_data(
         {v: np.asarray(feats[v]) for v in train_dets},
@@ -160,8 +160,6 @@ def run_stil(
     else:
         results = reranker(results)
     timings["rerank_s"] = time.perf_counter() - t
-    # proposal recall is measured on the prior tubes of the test videos (class-agnostic)
-    prior_tubes = link_cached(prepared, detector, linker, cache_dir)
     info = {
         **(run_info or {}),
         "method": model.name,
