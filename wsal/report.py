@@ -1,20 +1,40 @@
-"""Reports over many runs: ``python -m wsal.report stil MULTIRUN_DIR [--out DIR]``.
+"""Reports over many runs.
 
-``stil`` gathers the ``results.json`` of a STIL study multirun (``make stil-study``: one run per
-``conf/study/*.yaml`` point) and writes, into ``--out`` (default: the multirun folder):
+``python -m wsal.report SWEEP_DIR [--out DIR]`` (or ``... sweep SWEEP_DIR``): every run folder
+under ``SWEEP_DIR`` (a folder holding ``.hydra/config.yaml``: one run, a Hydra sweep, or a folder
+of sweeps) becomes a row of a paper-style table, in ``--out`` (default ``SWEEP_DIR/report``):
+
+- ``report.md``: rows = method (+ every other axis that varies in the sweep: linker, supervision,
+  reranking, any override), columns = dataset x {mAP@0.2, 0.5, 0.75, mAP@0.5:0.95, AUC}; runs
+  that differ only in seed or split (:data:`REPLICATE_KEYS`; J-HMDB's three splits) are averaged,
+  ``mean ± std`` with n shown; the evaluation protocol under the table; a "Failed runs" section
+  (``failed.json`` written by train.py, or neither results.json nor failed.json: incomplete);
+- ``report.csv``: the same rows, one per (setting, dataset), means and stds in separate columns;
+- ``map_vs_iou.png`` and, when the sweep varies ``supervision``, ``map_vs_cost.png``.
+
+``python -m wsal.report stil MULTIRUN_DIR [--out DIR]`` gathers the ``results.json`` of a STIL
+study multirun (``make stil-study``: one run per ``conf/study/*.yaml`` point) and writes, into
+``--out`` (default: the multirun folder):
 
 - ``stil_study.md``: Table 1 (MIL, GMIL µ = 5/10/40, STIL without / with Temporal Prim), Figure 5
   (reranking none / context / negative / both) and Figure 6 (supervision level, annotation cost,
   mAP) as markdown tables, each mAP with its protocol, plus whether the paper's orderings hold;
 - ``fig5_reranking.png`` and ``fig6_supervision.png``;
 - ``stil_study.json``: the numbers behind them.
+
+A saved run's config is read here (``.hydra/*.yaml``, as data): this module is an entry point
+like train.py, reporting on runs that train.py made.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
+import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +42,21 @@ import numpy as np
 
 from wsal.atomic import atomic_write_json, atomic_write_text
 
-__all__ = ["collect", "stil_study", "main"]
+__all__ = [
+    "collect",
+    "stil_study",
+    "RunRecord",
+    "SweepTable",
+    "find_runs",
+    "read_run",
+    "parse_overrides",
+    "run_config",
+    "sweep_table",
+    "sweep_report",
+    "main",
+]
+
+STIL_HELP = "STIL study: Table 1, Figure 5, Figure 6"
 
 TABLE1 = [
     ("table1_mil", "MIL"),
@@ -143,16 +177,529 @@ def stil_study(run_dir: str | Path, out_dir: str | Path | None = None) -> dict[s
     return res
 
 
+# ------------------------------------------------------------------------------ sweep reports
+#: Config keys whose runs are *replicates* of one setting: averaged, never a row of their own.
+#: ``evaluation.split``/``dataset.split`` make J-HMDB's three splits one number, as reported.
+REPLICATE_KEYS = ("seed", "dataset.split", "evaluation.split")
+#: Axes read from results.json (the names the run really used, whatever override chose them).
+NAMED_AXES = ("method", "linker", "supervision", "reranking", "detector")
+#: Overrides that do not change a result (names, progress bars): never a row parameter.
+COSMETIC_KEYS = ("task_name", "trainer.enable_progress_bar", "dataset.progress", "dataset.workers")
+INCOMPLETE = "incomplete (killed or still running)"
+
+
+@dataclass
+class RunRecord:
+    """One run folder (a folder holding ``.hydra/config.yaml``).
+
+    status: ``"ok"`` (a readable results.json), ``"failed"`` (a failed.json, or a results.json that
+        cannot be read) or ``"incomplete"`` (neither file: killed or still running).
+    overrides: the run's command-line overrides (``.hydra/overrides.yaml``), e.g. ``["seed=1"]``.
+    choices: Hydra config-group choices (results.json's ``choices``, else failed.json's, else
+        ``.hydra/hydra.yaml``'s ``hydra.runtime.choices``), without ``hydra/*`` groups.
+    config: ``.hydra/config.yaml`` as plain data, interpolations unresolved.
+    results: results.json, or None.
+    error: one line saying why a run failed (``"ExcType: message"``), or None.
+    """
+
+    path: Path
+    status: str
+    overrides: list[str]
+    choices: dict[str, Any]
+    config: dict[str, Any]
+    results: dict[str, Any] | None = None
+    error: str | None = None
+
+    def value(self, key: str) -> Any:
+        """A dotted config key's value, with the run's overrides taking precedence."""
+        over = parse_overrides(self.overrides)
+        if key in over:
+            return over[key]
+        node: Any = self.config
+        for part in key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                return None
+            node = node[part]
+        return node
+
+
+def _natural_key(path: Path) -> list[Any]:
+    """Sort key putting run folder ``2`` before ``10``."""
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(path))]
+
+
+def find_runs(root: str | Path) -> list[Path]:
+    """Run folders under ``root`` (``root`` itself included): folders holding
+    ``.hydra/config.yaml``, in natural order. A run folder is not searched further."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: no such folder")
+    found: list[Path] = []
+    for dirpath, dirnames, _ in os.walk(root):
+        here = Path(dirpath)
+        if (here / ".hydra" / "config.yaml").is_file():
+            found.append(here)
+            dirnames[:] = []  # checkpoints, csv logs ...: nothing more to find in a run
+        else:
+            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+    return sorted(found, key=_natural_key)
+
+
+def parse_overrides(overrides: Sequence[str]) -> dict[str, str]:
+    """``["linker=viterbi", "+x.y=2", "~z"]`` -> ``{"linker": "viterbi", "x.y": "2", "z": ""}``
+    (values as typed; ``+``/``++``/``~`` prefixes dropped)."""
+    out: dict[str, str] = {}
+    for o in overrides:
+        key, _, value = str(o).partition("=")
+        out[key.lstrip("+~")] = value
+    return out
+
+
+def _read_yaml(path: Path) -> Any:
+    import yaml
+
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ValueError(f"{path}: not valid YAML ({e})") from e
+
+
+def _read_json(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        return None, f"{path.name}: unreadable ({e})"
+    if not isinstance(data, dict):
+        return None, f"{path.name}: expected a JSON object"
+    return data, None
+
+
+def read_run(path: str | Path) -> RunRecord:
+    """Read one run folder (see :class:`RunRecord`); a failed.json newer than results.json wins."""
+    path = Path(path)
+    hydra_dir = path / ".hydra"
+    config = _read_yaml(hydra_dir / "config.yaml") or {}
+    over_file = hydra_dir / "overrides.yaml"
+    overrides = [str(o) for o in (_read_yaml(over_file) or [])] if over_file.is_file() else []
+    choices: dict[str, Any] = {}
+    hydra_file = hydra_dir / "hydra.yaml"
+    if hydra_file.is_file():
+        hy = _read_yaml(hydra_file) or {}
+        choices = dict(((hy.get("hydra") or {}).get("runtime") or {}).get("choices") or {})
+    res_file, fail_file = path / "results.json", path / "failed.json"
+    results = error = None
+    status = "incomplete"
+    if res_file.is_file() and not (
+        fail_file.is_file() and fail_file.stat().st_mtime > res_file.stat().st_mtime
+    ):
+        results, error = _read_json(res_file)
+        status = "ok" if results is not None else "failed"
+        if results is not None:
+            choices = dict(results.get("choices") or choices)
+    elif fail_file.is_file():
+        status = "failed"
+        failed, error = _read_json(fail_file)
+        if failed is not None:
+            lines = str(failed.get("error") or "unknown error").strip().splitlines()
+            error = lines[0] if lines else "unknown error"
+            overrides = [str(o) for o in failed.get("overrides") or overrides]
+            choices = dict(failed.get("choices") or choices)
+    choices = {k: v for k, v in choices.items() if not str(k).startswith("hydra")}
+    return RunRecord(path, status, overrides, choices, config, results, error)
+
+
+def _metrics(res: dict[str, Any], taus: Sequence[str]) -> dict[str, float]:
+    """The table's numbers of one run: mAP at each threshold, mAP@0.5:0.95, AUC@0.1:0.6."""
+    out = {f"mAP@{t}": float(res.get("video_mAP", {}).get(t, np.nan)) for t in taus}
+    out["mAP@0.5:0.95"] = float(res.get("mAP@0.5:0.95", np.nan))
+    out["AUC@0.1:0.6"] = float(res.get("AUC@0.1:0.6", np.nan))
+    return out
+
+
+def _params(run: RunRecord) -> tuple[dict[str, str], str]:
+    """(row parameters, dataset column) of a run: the named axes from results.json (falling back
+    on the group choice), then every other override except replicate and dataset keys."""
+    res = run.results or {}
+    over = parse_overrides(run.overrides)
+    params = {a: str(res.get(a) or run.choices.get(a) or "?") for a in NAMED_AXES}
+    for k, v in over.items():
+        if k in NAMED_AXES or k in REPLICATE_KEYS or k in COSMETIC_KEYS or k.startswith("hydra."):
+            continue
+        if k == "dataset" or k.startswith("dataset."):
+            continue
+        params[k] = v
+    ds_over = [f"{k}={v}" for k, v in over.items() if k.startswith("dataset.")]
+    ds_over = [o for o in ds_over if o.split("=", 1)[0] not in (*REPLICATE_KEYS, *COSMETIC_KEYS)]
+    name = str(res.get("dataset") or run.choices.get("dataset") or "?")
+    return params, (f"{name} ({', '.join(ds_over)})" if ds_over else name)
+
+
+def _setting(run: RunRecord, key: str) -> str:
+    """What a run used for a key it did not override: its group choice, else its config value."""
+    value = run.choices[key] if key in run.choices else run.value(key)
+    return "–" if value is None or value == "" else str(value)  # not set in this run
+
+
+def _mean_std(x: Sequence[float]) -> tuple[float, float]:
+    v = np.asarray(x, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return float("nan"), float("nan")
+    return float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else 0.0
+
+
+def _mean(x: Sequence[float]) -> float:
+    return _mean_std(x)[0]
+
+
+def _cell(mean: float, std: float, n: int) -> str:
+    if not np.isfinite(mean):
+        return "–"
+    return f"{mean:.4f}" if n < 2 else f"{mean:.4f} ± {std:.4f}"
+
+
+def _run_cost(run: RunRecord) -> float:
+    """Annotation cost (s per training video) of a run: results.json's ``annotation_cost_s`` when
+    the method recorded it (STIL), else :func:`wsal.supervision.annotation_cost` of the run's
+    supervision config over its dataset's training videos (``nan`` when they cannot be read)."""
+    from wsal.supervision import COST_LABEL, SupervisionSpec, annotation_cost
+
+    res = run.results or {}
+    if res.get("annotation_cost_s") is not None:
+        return float(res["annotation_cost_s"])
+    sup = {k: v for k, v in (run.config.get("supervision") or {}).items() if k != "_target_"}
+    try:
+        spec = SupervisionSpec(**sup)
+    except (TypeError, ValueError):
+        return float("nan")
+    if spec.level == "labels":
+        return COST_LABEL
+    try:
+        index = _run_index(run)
+        split = str(res.get("split") or run.value("evaluation.split") or "test")
+        train = index.split(split.replace("test", "train", 1))
+        return annotation_cost(spec, [index.videos[v].nframes for v in train])
+    except (OSError, KeyError, ValueError):
+        return float("nan")
+
+
+def run_config(run_dir: str | Path) -> Any:
+    """A run's ``.hydra/config.yaml`` as an OmegaConf config whose paths resolve as in the run:
+    ``paths.output_dir`` is the run folder, and ``dataset`` paths that were relative are taken
+    relative to the run's working directory (``hydra.runtime.cwd``) when they exist there."""
+    from omegaconf import DictConfig, OmegaConf
+
+    run_dir = Path(run_dir)
+    cfg = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
+    if not isinstance(cfg, DictConfig):
+        raise ValueError(f"{run_dir}/.hydra/config.yaml: expected a mapping, got a list")
+    if isinstance(cfg.get("paths"), DictConfig):  # ${hydra:...} resolves only inside a run
+        cfg.paths.output_dir = str(run_dir)
+    cwd = None
+    hydra_file = run_dir / ".hydra" / "hydra.yaml"
+    if hydra_file.is_file():
+        cwd = ((_read_yaml(hydra_file) or {}).get("hydra") or {}).get("runtime", {}).get("cwd")
+    ds = cfg.get("dataset")
+    if ds is not None and cwd:
+        for key in ("root", "annotations", "detections"):
+            value = OmegaConf.select(ds, key, default=None)
+            if isinstance(value, str) and not Path(value).is_absolute():
+                there = Path(cwd) / value
+                if there.exists() and not Path(value).exists():
+                    ds[key] = str(there)
+    return cfg
+
+
+def _run_index(run: RunRecord) -> Any:
+    """The run's DatasetIndex, read from files that already exist (never generates data)."""
+    from wsal.data.annotations import load_index
+
+    ds = run_config(run.path).dataset
+    if ds.get("annotations"):
+        return load_index(ds.annotations, root=ds.get("root"))
+    return load_index(Path(ds.root) / "annotations.json", root=ds.root)
+
+
+@dataclass
+class SweepTable:
+    """The sweep's table, one row per (setting, dataset).
+
+    dims: names of the row parameters shown (``method`` first, then those that vary).
+    metrics: metric names (``mAP@0.2`` ..., ``mAP@0.5:0.95``, ``AUC@0.1:0.6``).
+    rows: per row ``{"params": {dim: value}, "dataset": str, "n": int, "runs": [Path],
+        "seeds": [...], "splits": [...], "mean": {metric: float}, "std": {metric: float},
+        "curve": {tau: mean mAP}, "cost_s": float}``.
+    """
+
+    dims: list[str]
+    metrics: list[str]
+    rows: list[dict[str, Any]]
+
+
+def sweep_table(runs: Sequence[RunRecord], with_cost: bool = False) -> SweepTable:
+    """Group the good runs by setting and dataset, averaging replicates (seed, split)."""
+    ok = [r for r in runs if r.status == "ok"]
+    taus = sorted({t for r in ok for t in (r.results or {}).get("video_mAP", {})}, key=float)
+    metrics = [f"mAP@{t}" for t in taus] + ["mAP@0.5:0.95", "AUC@0.1:0.6"]
+    params = [_params(r) for r in ok]
+    keys = list(dict.fromkeys(k for p, _ in params for k in p))
+    for run, (p, _) in zip(ok, params):  # a key another run overrode: this run's own value
+        for k in keys:
+            if k not in p:
+                p[k] = _setting(run, k)
+    varying = [k for k in keys if len({p.get(k) for p, _ in params}) > 1]
+    dims = ["method"] + [k for k in varying if k != "method"]
+    groups: dict[tuple, list[RunRecord]] = {}
+    for run, (p, ds) in zip(ok, params):
+        groups.setdefault((tuple(p.get(d, "") for d in dims), ds), []).append(run)
+    rows = []
+    for (values, ds), members in groups.items():
+        per_run = [_metrics(m.results or {}, taus) for m in members]
+        stats = {k: _mean_std([pr[k] for pr in per_run]) for k in metrics}
+        curve_taus = sorted(
+            {t for m in members for t in (m.results or {}).get("mAP_curve", {})}, key=float
+        )
+        curve = {
+            t: _mean([(m.results or {}).get("mAP_curve", {}).get(t, np.nan) for m in members])
+            for t in curve_taus
+        }
+        row = {
+            "params": dict(zip(dims, values)),
+            "dataset": ds,
+            "n": len(members),
+            "runs": [m.path for m in members],
+            "seeds": sorted({str(m.value("seed")) for m in members}, key=_natural_key_str),
+            "splits": sorted({_split_label(m) for m in members}, key=_natural_key_str),
+            "mean": {k: s[0] for k, s in stats.items()},
+            "std": {k: s[1] for k, s in stats.items()},
+            "curve": curve,
+            "cost_s": _mean([_run_cost(m) for m in members]) if with_cost else float("nan"),
+        }
+        rows.append(row)
+    return SweepTable(dims, metrics, rows)
+
+
+def _split_label(run: RunRecord) -> str:
+    """The split a run evaluated: ``evaluation split`` or ``dataset split/evaluation split``
+    (J-HMDB: ``dataset.split=2`` exposes its split 2 as train/test, so results say ``test``)."""
+    ev = str((run.results or {}).get("split", run.value("evaluation.split")))
+    ds = run.value("dataset.split")
+    return ev if ds is None or ds == "" else f"{ds}/{ev}"
+
+
+def _natural_key_str(s: str) -> list[Any]:
+    return _natural_key(Path(s))
+
+
+def _protocol_line(runs: Sequence[RunRecord]) -> str:
+    """The evaluation protocol(s) of the good runs, in words (DESIGN §7)."""
+    combos = sorted(
+        {
+            (str(r.results.get("protocol")), float(r.results.get("nms", np.nan)))
+            for r in runs
+            if r.results
+        }
+    )
+    splits = sorted({str(r.results.get("split")) for r in runs if r.results}, key=_natural_key_str)
+    names = {"act": "ACT/MOC video-AP: +1-pixel areas, trapezoid AP", "voc": "VOC video-AP"}
+    parts = [f"protocol={p} ({names.get(p, p)}), tube NMS at st-IoU {nms:g}" for p, nms in combos]
+    return (
+        f"Evaluation: {'; '.join(parts)}; split{'s' if len(splits) > 1 else ''} "
+        f"{', '.join(splits)}. mAP@τ = video-mAP at spatio-temporal IoU τ; mAP@0.5:0.95 = mean "
+        "over τ = 0.5, 0.55, ..., 0.95; AUC@0.1:0.6 = normalised area under mAP(τ), τ = 0.1–0.6."
+    )
+
+
+def _md_table(table: SweepTable, with_cost: bool) -> list[str]:
+    datasets = list(dict.fromkeys(r["dataset"] for r in table.rows))
+    multi = len(datasets) > 1
+    head = list(table.dims)
+    per_ds = ["n"] + (["cost (s)"] if with_cost else []) + table.metrics
+    for ds in datasets:
+        head += [f"{ds} {m}" if multi else m for m in per_ds]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    settings = list(dict.fromkeys(tuple(r["params"].items()) for r in table.rows))
+    for setting in settings:
+        cells = [str(v) for _, v in setting]
+        for ds in datasets:
+            row = next(
+                (
+                    r
+                    for r in table.rows
+                    if tuple(r["params"].items()) == setting and r["dataset"] == ds
+                ),
+                None,
+            )
+            if row is None:
+                cells += ["0"] + ["–"] * (len(per_ds) - 1)
+                continue
+            cells.append(str(row["n"]))
+            if with_cost:
+                cells.append("–" if not np.isfinite(row["cost_s"]) else f"{row['cost_s']:.2f}")
+            cells += [_cell(row["mean"][m], row["std"][m], row["n"]) for m in table.metrics]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def _csv_text(table: SweepTable, with_cost: bool) -> str:
+    import csv
+    import io
+
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    head = [*table.dims, "dataset", "n", "seeds", "splits"] + (["cost_s"] if with_cost else [])
+    for m in table.metrics:
+        head += [f"{m}_mean", f"{m}_std"]
+    w.writerow([*head, "runs"])
+    for r in table.rows:
+        row = [*(r["params"][d] for d in table.dims), r["dataset"], r["n"]]
+        row += [";".join(r["seeds"]), ";".join(r["splits"])]
+        if with_cost:
+            row.append(f"{r['cost_s']:.6g}")
+        for m in table.metrics:
+            row += [f"{r['mean'][m]:.6g}", f"{r['std'][m]:.6g}"]
+        w.writerow([*row, ";".join(str(p) for p in r["runs"])])
+    return buf.getvalue()
+
+
+def _row_name(row: dict[str, Any], dims: Sequence[str], multi_dataset: bool) -> str:
+    name = ", ".join(str(row["params"][d]) for d in dims)
+    return f"{name} [{row['dataset']}]" if multi_dataset else name
+
+
+def sweep_report(
+    sweep_dir: str | Path, out_dir: str | Path | None = None, *, title: str | None = None
+) -> dict[str, Any]:
+    """Report on every run folder under ``sweep_dir`` (a sweep, one run, or a parent of sweeps).
+
+    Writes into ``out_dir`` (default ``sweep_dir/report``): ``report.md`` (the table, runs
+    averaged over seeds and splits as ``mean ± sample std``, the protocol, and a "Failed runs"
+    section listing failed and incomplete runs with their overrides and error line),
+    ``report.csv`` (one row per setting and dataset: means, stds, seeds, splits, run folders),
+    ``map_vs_iou.png`` (mean mAP against the st-IoU threshold, from results.json's
+    ``mAP_curve``) and, when the sweep varies the supervision level, ``map_vs_cost.png``
+    (mAP@0.5 against annotation cost, STIL Fig. 6). Returns the numbers.
+    """
+    from wsal import viz
+
+    sweep_dir = Path(sweep_dir)
+    out = Path(out_dir) if out_dir is not None else sweep_dir / "report"
+    runs = [read_run(p) for p in find_runs(sweep_dir)]
+    if not runs:
+        raise FileNotFoundError(f"{sweep_dir}: no run folder (.hydra/config.yaml) under it")
+    ok = [r for r in runs if r.status == "ok"]
+    bad = [r for r in runs if r.status != "ok"]
+    with_cost = len({str((r.results or {}).get("supervision")) for r in ok}) > 1
+    table = sweep_table(runs, with_cost=with_cost)
+    lines = [
+        f"# {title or f'Sweep report: {sweep_dir}'}",
+        "",
+        f"{len(runs)} runs: {len(ok)} finished, "
+        f"{sum(r.status == 'failed' for r in runs)} failed, "
+        f"{sum(r.status == 'incomplete' for r in runs)} incomplete.",
+        "",
+    ]
+    if ok:
+        datasets = sorted({r["dataset"] for r in table.rows})
+        lines += [f"## Video-mAP on {', '.join(datasets)}", ""]
+        lines += _md_table(table, with_cost)
+        lines += [
+            "",
+            _protocol_line(ok),
+            "",
+            "Runs that differ only in seed or split are one row: each cell is the mean ± sample "
+            "standard deviation over its n runs (n = 1: the run's value); seeds "
+            f"{', '.join(sorted({s for r in table.rows for s in r['seeds']}, key=_natural_key_str))}"
+            f", splits {', '.join(sorted({s for r in table.rows for s in r['splits']}))}.",
+        ]
+        if with_cost:
+            lines += [
+                "",
+                "cost (s) = annotation seconds per training video (STIL appendix A: label 5 s, "
+                "box 15 s, point 1.5 s per annotated frame; `wsal.supervision.annotation_cost`).",
+            ]
+    else:
+        lines.append("No run finished: no table.")
+    lines += ["", "## Failed runs", ""]
+    if bad:
+        lines += ["| run | status | overrides | error |", "|---|---|---|---|"]
+        for r in bad:
+            err = r.error if r.status == "failed" else INCOMPLETE
+            over = " ".join(r.overrides) or "(none)"
+            err = str(err).replace("|", "\\|")  # a pipe would split the markdown cell
+            lines.append(f"| `{_rel(r.path, sweep_dir)}` | {r.status} | `{over}` | {err} |")
+    else:
+        lines.append("None.")
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "report.md", "\n".join(lines) + "\n")
+    atomic_write_text(out / "report.csv", _csv_text(table, with_cost))
+    written = ["report.md", "report.csv"]
+    multi = len({r["dataset"] for r in table.rows}) > 1
+    curves = {_row_name(r, table.dims, multi): r["curve"] for r in table.rows if r["curve"]}
+    if curves:
+        taus = sorted({t for c in curves.values() for t in c}, key=float)
+        protos = sorted({f"protocol={(r.results or {}).get('protocol')}" for r in ok})
+        proto = ", ".join(protos)
+        viz.plot_map_vs_iou(
+            [float(t) for t in taus],
+            {k: [c.get(t, np.nan) for t in taus] for k, c in curves.items()},
+            out / "map_vs_iou.png",
+            title=f"video-mAP vs st-IoU ({proto})",
+            xlabel="st-IoU threshold",
+        )
+        written.append("map_vs_iou.png")
+    if with_cost:
+        pts = {
+            _row_name(r, table.dims, multi): (r["cost_s"], r["mean"].get("mAP@0.5", np.nan))
+            for r in table.rows
+            if np.isfinite(r["cost_s"]) and np.isfinite(r["mean"].get("mAP@0.5", np.nan))
+        }
+        if pts:
+            viz.plot_cost(pts, out / "map_vs_cost.png", title="video-mAP@0.5 vs annotation cost")
+            written.append("map_vs_cost.png")
+    return {
+        "out": out,
+        "files": written,
+        "table": table,
+        "runs": runs,
+        "failed": [r for r in bad if r.status == "failed"],
+        "incomplete": [r for r in bad if r.status == "incomplete"],
+    }
+
+
+def _rel(path: Path, root: Path) -> str:
+    try:
+        rel = path.relative_to(root)
+        return str(rel) if str(rel) != "." else path.name
+    except ValueError:
+        return str(path)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m wsal.report", description=__doc__.split("\n")[0])
-    sub = p.add_subparsers(dest="report", required=True)
-    s = sub.add_parser("stil", help="STIL study: Table 1, Figure 5, Figure 6")
-    s.add_argument("run_dir", help="multirun folder (searched recursively for results.json)")
-    s.add_argument("--out", default=None, help="report folder (default: run_dir)")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["stil"]:
+        p = argparse.ArgumentParser(prog="python -m wsal.report stil", description=STIL_HELP)
+        p.add_argument("run_dir", help="multirun folder (searched recursively for results.json)")
+        p.add_argument("--out", default=None, help="report folder (default: run_dir)")
+        args = p.parse_args(argv[1:])
+        res = stil_study(args.run_dir, args.out)
+        print((Path(args.out or args.run_dir) / "stil_study.md").read_text())
+        return 0 if res else 1
+    if argv[:1] == ["sweep"]:  # explicit form, for a folder that happens to be called "stil"
+        argv = argv[1:]
+    p = argparse.ArgumentParser(
+        prog="python -m wsal.report",
+        description="Tables and plots of a Hydra sweep (`python -m wsal.report SWEEP_DIR`); "
+        f"`python -m wsal.report stil DIR`: {STIL_HELP}",
+    )
+    p.add_argument("sweep_dir", help="a sweep, a run folder, or a folder of sweeps (recursive)")
+    p.add_argument("--out", default=None, help="report folder (default: SWEEP_DIR/report)")
+    p.add_argument("--title", default=None, help="report title (default: the folder)")
     args = p.parse_args(argv)
-    res = stil_study(args.run_dir, args.out)
-    print((Path(args.out or args.run_dir) / "stil_study.md").read_text())
-    return 0 if res else 1
+    res = sweep_report(args.sweep_dir, args.out, title=args.title)
+    print((res["out"] / "report.md").read_text(), end="")
+    print(f"wrote {', '.join(res['files'])} into {res['out']}")
+    return 0
 
 
 if __name__ == "__main__":

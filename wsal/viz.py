@@ -41,10 +41,14 @@ __all__ = [
     "draw_boxes",
     "tube_strip",
     "save_strips",
+    "video_tubes",
+    "read_video_frames",
     "video_strip",
+    "save_video_animation",
     "save_tube_video",
     "plot_recall",
     "plot_pr",
+    "plot_pr_curves",
     "plot_map_vs_iou",
 ]
 
@@ -408,6 +412,88 @@ def save_tube_video(
 
 
 # ------------------------------------------------------------------------------------- dataset
+def _label_name(names: Sequence[str], label: int) -> str:
+    return names[label] if 0 <= label < len(names) else str(label)
+
+
+def video_tubes(
+    index: DatasetIndex,
+    video: str,
+    dets: TubeDetections | None = None,
+    top_k: int = 1,
+    label_names: Sequence[str] | None = None,
+    *,
+    per_label: bool = False,
+) -> tuple[list[tuple[np.ndarray, str | None]], list[tuple[np.ndarray, str | None]], str]:
+    """GT and predicted tubes of one dataset video, ready for :func:`tube_strip`, and a title.
+
+    Returns ``(gt, pred, title)``: ``gt`` = every GT tube of the video labelled with its class
+    name; ``pred`` = the ``top_k`` highest-scoring rows of ``dets`` for this video (any label;
+    ties keep file order), labelled ``"<class> <score>"`` — or, with ``per_label``, the ``top_k``
+    best rows of *each class the video is labelled with* (what the papers' qualitative figures
+    show: the tube the method ranks first for the true action); title
+    ``"<video>  [<class names of the video>]"``. Tube rows are ``[frame, x1, y1, x2, y2]``,
+    0-based frames, xyxy pixels of the annotation.
+    """
+    if video not in index.videos:
+        raise KeyError(f"unknown video {video!r}")
+    names = list(index.labels if label_names is None else label_names)
+    info = index.videos[video]
+    gt: list[tuple[np.ndarray, str | None]] = [
+        (t.rows(), _label_name(names, t.label)) for t in info.tubes
+    ]
+    pred: list[tuple[np.ndarray, str | None]] = []
+    if dets is not None and len(dets) and top_k > 0:
+        mine = np.nonzero(dets.video == video)[0]  # [D] rows of this video
+        groups = [mine[dets.label[mine] == lab] for lab in info.labels] if per_label else [mine]
+        for rows in groups:
+            best = rows[np.argsort(-dets.score[rows], kind="stable")[:top_k]]  # [<=k]
+            pred += [
+                (dets.tube(int(i)), f"{_label_name(names, int(dets.label[i]))} {dets.score[i]:.2f}")
+                for i in best
+            ]
+    labels = ", ".join(_label_name(names, lab) for lab in info.labels)
+    return gt, pred, (f"{video}  [{labels}]" if labels else video)
+
+
+def read_video_frames(
+    index: DatasetIndex, video: str, frame_ids: Sequence[int] | np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Frames of a dataset video in annotation pixels.
+
+    Args:
+        index: the dataset; the video is read from ``index.video_path(video)``.
+        video: video id.
+        frame_ids: 0-based frames to read; None = every frame (``min(VideoInfo.nframes, decoded)``).
+
+    Returns:
+        ``(frames uint8 [T, H, W, 3] RGB, frame_ids int64[T])``. When ``VideoInfo.width``/``height``
+        are known and differ from the decoded size, frames are resized to them (``INTER_AREA``)
+        so that the annotation's boxes fit.
+    """
+    import cv2
+
+    from wsal.data.video import VideoReader
+
+    if video not in index.videos:
+        raise KeyError(f"unknown video {video!r}")
+    info = index.videos[video]
+    reader = VideoReader(index.video_path(video))
+    if frame_ids is None:
+        n = min(int(info.nframes), reader.num_frames) if info.nframes else reader.num_frames
+        frame_ids = np.arange(n)
+    ids = np.asarray(frame_ids, dtype=np.int64).reshape(-1)  # [T]
+    frames = reader.get_frames(ids)  # [T, h, w, 3]
+    if info.width and info.height and (reader.width, reader.height) != (info.width, info.height):
+        frames = np.stack(
+            [
+                cv2.resize(f, (int(info.width), int(info.height)), interpolation=cv2.INTER_AREA)
+                for f in frames
+            ]
+        )  # [T, H, W, 3] in annotation pixels
+    return frames, ids
+
+
 def video_strip(
     index: DatasetIndex,
     video: str,
@@ -417,18 +503,19 @@ def video_strip(
     label_names: Sequence[str] | None = None,
     *,
     scale: int = 2,
+    per_label: bool = False,
 ) -> np.ndarray:
     """Strip of one dataset video with its GT tubes and its best detections.
 
     Frames: ``num_frames`` evenly spaced (rounded, duplicates dropped) among the frames annotated
     in any of the video's GT tubes, so every frame shows GT even where a tube skips frames; the
-    whole video when it has no GT tube. They are read with
-    ``VideoReader(index.video_path(video))`` and, when ``VideoInfo.width``/``height`` are known and
-    differ from the decoded size, resized to them so that the annotation's boxes fit.
+    whole video when it has no GT tube. They are read with :func:`read_video_frames` (resized to
+    the annotation's size when the decoded size differs, so that the boxes fit).
 
-    Drawn: every GT tube of the video in blue, labelled with its class name; the ``top_k``
-    highest-scoring rows of ``dets`` for this video (any label) in red, labelled
-    ``"<class> <score>"``. Title: ``"<video>  [<class names of the video>]"``.
+    Drawn (:func:`video_tubes`): every GT tube of the video in blue, labelled with its class
+    name; the ``top_k`` highest-scoring rows of ``dets`` for this video (any label; with
+    ``per_label``, of each of the video's classes) in red, labelled ``"<class> <score>"``.
+    Title: ``"<video>  [<class names of the video>]"``.
 
     Args:
         index: the dataset (0-based frames, xyxy boxes).
@@ -438,53 +525,70 @@ def video_strip(
         top_k: detections drawn.
         label_names: class names of ``dets.label`` and of GT labels; default ``index.labels``.
         scale: as in :func:`tube_strip`.
+        per_label: see :func:`video_tubes`.
 
     Returns:
         uint8 [H * scale + band, T * W * scale, 3] RGB, as :func:`tube_strip`.
     """
-    import cv2
-
     from wsal.data.video import VideoReader
 
     if video not in index.videos:
         raise KeyError(f"unknown video {video!r}")
     if num_frames < 1:
         raise ValueError(f"num_frames must be >= 1, got {num_frames}")
-    names = list(index.labels if label_names is None else label_names)
-
-    def name(label: int) -> str:
-        return names[label] if 0 <= label < len(names) else str(label)
-
     info = index.videos[video]
-    reader = VideoReader(index.video_path(video))
-    n = min(int(info.nframes), reader.num_frames) if info.nframes else reader.num_frames
+    num_decoded = VideoReader(index.video_path(video)).num_frames
+    n = min(int(info.nframes), num_decoded) if info.nframes else num_decoded
     annotated = np.unique(
         np.concatenate([t.frames for t in info.tubes] + [np.zeros(0, np.int64)])
     )  # [A] sorted 0-based
-    annotated = annotated[annotated < reader.num_frames]
+    annotated = annotated[annotated < num_decoded]
     pool = annotated if annotated.size else np.arange(n)  # [P] candidate frames
     pick = np.rint(np.linspace(0, pool.size - 1, num_frames)).astype(np.int64)  # [num_frames]
-    frame_ids = pool[np.unique(pick)]  # [T] sorted, distinct
-    frames = reader.get_frames(frame_ids)  # [T, h, w, 3]
-    if info.width and info.height and (reader.width, reader.height) != (info.width, info.height):
-        frames = np.stack(
-            [
-                cv2.resize(f, (int(info.width), int(info.height)), interpolation=cv2.INTER_AREA)
-                for f in frames
-            ]
-        )  # [T, H, W, 3] in annotation pixels
-
-    gt = [(t.rows(), name(t.label)) for t in info.tubes]
-    pred: list[tuple[np.ndarray, str | None]] = []
-    if dets is not None and len(dets) and top_k > 0:
-        mine = np.nonzero(dets.video == video)[0]  # [D]
-        best = mine[np.argsort(-dets.score[mine], kind="stable")[:top_k]]  # [<=k]
-        pred = [
-            (dets.tube(int(i)), f"{name(int(dets.label[i]))} {dets.score[i]:.2f}") for i in best
-        ]
-    labels = ", ".join(name(lab) for lab in info.labels)
-    title = f"{video}  [{labels}]" if labels else video
+    frames, frame_ids = read_video_frames(index, video, pool[np.unique(pick)])  # [T, H, W, 3]
+    gt, pred, title = video_tubes(index, video, dets, top_k, label_names, per_label=per_label)
     return tube_strip(frames, frame_ids, gt, pred, scale=scale, title=title)
+
+
+def save_video_animation(
+    path: str | os.PathLike,
+    index: DatasetIndex,
+    video: str,
+    dets: TubeDetections | None = None,
+    top_k: int = 1,
+    label_names: Sequence[str] | None = None,
+    *,
+    fps: float | None = None,
+    scale: int = 2,
+    per_label: bool = False,
+    span: str = "video",
+) -> int:
+    """Animate one dataset video with its tubes (:func:`video_tubes`) as ``*.gif`` or ``*.mp4``.
+
+    Args:
+        path: destination; the format follows the suffix (see :func:`save_tube_video`).
+        index, video, dets, top_k, label_names, per_label: as in :func:`video_strip`.
+        fps: playback rate; None = the video's ``VideoInfo.fps`` (10 when unknown).
+        scale: integer upscaling factor.
+        span: ``"video"`` = every frame; ``"tubes"`` = from the first to the last frame that any
+            drawn tube (GT or prediction) covers.
+
+    Returns:
+        The number of frames written.
+    """
+    if span not in ("video", "tubes"):
+        raise ValueError(f"span must be 'video' or 'tubes', got {span!r}")
+    gt, pred, title = video_tubes(index, video, dets, top_k, label_names, per_label=per_label)
+    frames, ids = read_video_frames(index, video)  # [T, H, W, 3], [T]
+    if span == "tubes" and (gt or pred):
+        covered = np.concatenate([np.asarray(rows)[:, 0] for rows, _ in [*gt, *pred]])  # [R]
+        keep = (ids >= covered.min()) & (ids <= covered.max())  # [T]
+        if keep.any():
+            frames, ids = frames[keep], ids[keep]
+    info_fps = index.videos[video].fps
+    rate = float(fps) if fps else (float(info_fps) if info_fps else 10.0)
+    save_tube_video(path, frames, ids, gt, pred, fps=rate, scale=scale, title=title)
+    return int(ids.size)
 
 
 # --------------------------------------------------------------------------------------- plots
@@ -579,6 +683,33 @@ def plot_pr(
     _save_figure(fig, path)
 
 
+def plot_pr_curves(
+    curves: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    path: str | os.PathLike,
+    title: str,
+) -> None:
+    """Several precision-recall curves (e.g. one per class) in one PNG (atomic).
+
+    Args:
+        curves: legend entry (e.g. ``"wave AP=0.61"``) -> ``(precision float[N], recall float[N])``,
+            points in rank order (as :func:`plot_pr`).
+        path: ``*.png``.
+        title: plot title (state the threshold and protocol).
+    """
+    fig, ax = _figure(title, "recall", "precision")
+    for label, (precision, recall) in curves.items():
+        p = np.asarray(precision, dtype=np.float64).reshape(-1)  # [N]
+        r = np.asarray(recall, dtype=np.float64).reshape(-1)  # [N]
+        if p.shape != r.shape:
+            raise ValueError(f"{label!r}: precision has {p.size} points, recall {r.size}")
+        ax.plot(r, p, label=label, linewidth=1.2)
+    ax.set_xlim(0.0, 1.0)
+    ax.set_ylim(0.0, 1.02)
+    if curves:
+        ax.legend(loc="upper right", fontsize="x-small")
+    _save_figure(fig, path)
+
+
 def plot_map_vs_iou(
     thresholds: Sequence[float] | np.ndarray,
     maps: Mapping[str, Sequence[float]],
@@ -642,3 +773,9 @@ def plot_cost(
     vals = np.array([v for _, v in points.values()], dtype=np.float64)
     ax.set_ylim(0.0, max(float(vals.max()) * 1.2, 1e-3) if vals.size else 1.0)
     _save_figure(fig, path)
+
+
+if __name__ == "__main__":  # python -m wsal.viz ...: the command line lives in wsal.viz_cli
+    from wsal.viz_cli import main
+
+    raise SystemExit(main())

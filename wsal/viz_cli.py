@@ -1,0 +1,310 @@
+"""``python -m wsal.viz``: pictures of a run (or of any annotations + detections files).
+
+Subcommands (``--help`` on each for every option)::
+
+    python -m wsal.viz tubes RUN_DIR [--videos V ... | --num 4] [--format png|gif|mp4]
+                                     [--out DIR] [--label-top] [--top-k 1]
+    python -m wsal.viz tubes --annotations ANN --root DIR --detections DETS.npz [...]
+    python -m wsal.viz recall RUN_DIR [RUN_DIR ...] [--out DIR]
+    python -m wsal.viz pr RUN_DIR [--iou 0.5] [--out DIR]
+    python -m wsal.viz pr --annotations ANN --detections DETS.npz [--protocol act --nms 0.3]
+
+``tubes``: the chosen videos with their GT tubes in blue and the top-scoring predicted tube in red
+(labelled ``class score``), as in the papers' qualitative figures: ``png`` stacks one strip per
+video into ``tubes.png``; ``gif``/``mp4`` animate each video into ``<video>.gif``/``.mp4``.
+``recall``: proposal recall against the number of tubes per video, from results.json.
+``pr``: precision-recall curves per class at one st-IoU threshold, recomputed from the run's
+``detections.npz`` and the dataset's GT with the run's protocol (:func:`pr_curves`).
+
+A run folder is what train.py writes: ``results.json``, ``detections.npz`` and ``.hydra/``; its
+dataset is rebuilt from ``.hydra/config.yaml`` (``instantiate(cfg.dataset).prepare()``, as
+train.py). Output goes to ``--out`` (default ``RUN_DIR/viz``, or ``viz`` without a run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from wsal import viz
+from wsal.data.annotations import DatasetIndex
+from wsal.evaluation.protocol import (
+    PROTOCOLS,
+    GroundTruth,
+    _det_gt_ious,
+    _greedy_match,
+    _prepare,
+    _voc_match,
+    pr_to_ap_act,
+    pr_to_ap_voc,
+)
+from wsal.structures import TubeDetections
+
+__all__ = ["pr_curves", "pick_videos", "load_run", "main"]
+
+
+# ------------------------------------------------------------------------------------ PR curves
+def pr_curves(
+    gt: GroundTruth,
+    dets: TubeDetections,
+    tau: float = 0.5,
+    protocol: str = "act",
+    nms: float = 0.3,
+) -> dict[str, tuple[np.ndarray, np.ndarray, float]]:
+    """Per-class precision-recall curves at st-IoU ``tau``, with the matching of
+    :func:`wsal.evaluation.video_ap` (same NMS, ordering and matcher; DESIGN §7).
+
+    Returns ``{class name: (precision float64[P], recall float64[P], AP)}``, points in score order.
+    ``act``: the reference's curve, stored in float32 with a first point (precision 1, recall 0),
+    so ``AP`` = its trapezoid area; ``voc``: the raw curve (no first point), ``AP`` = all-point
+    interpolated. A class without detections has the single point (1, 0) (act) or none (voc).
+    ``AP`` equals ``video_ap(...).ap[tau]`` class for class (tested).
+    """
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {protocol!r}; choose one of {PROTOCOLS}")
+    plus_one = protocol == "act"
+    # The steps of video_ap up to the per-class TP vector, which it does not return.
+    dets, keep, vpos, _ = _prepare(gt, dets, nms, plus_one)
+    L = len(gt.labels)
+    dkey, ious, ngt = _det_gt_ious(gt, dets, keep, vpos, plus_one)
+    k_label, k_score = dets.label[keep], dets.score[keep]
+    starts = np.searchsorted(k_label, np.arange(L + 1))  # kept detections are sorted by class
+    ranks = np.empty(keep.size, np.int64)
+    for c in range(L):
+        a, b = starts[c], starts[c + 1]
+        ranks[a + np.argsort(-k_score[a:b])] = np.arange(b - a)  # rank within class, by score
+    match_order = np.lexsort((ranks, dkey))
+    matcher = _greedy_match if protocol == "act" else _voc_match
+    tp_m = matcher(dkey[match_order], ious[match_order], float(tau))
+    tp = np.empty(keep.size, bool)
+    tp[match_order] = tp_m
+    out: dict[str, tuple[np.ndarray, np.ndarray, float]] = {}
+    for c, name in enumerate(gt.labels):
+        a, b = starts[c], starts[c + 1]
+        tp_c = np.empty(b - a, bool)  # [D_c] in score order
+        tp_c[ranks[a:b]] = tp[a:b]
+        ctp = np.cumsum(tp_c, dtype=np.int64)  # [D_c]
+        n = np.arange(1, tp_c.size + 1)  # [D_c] detections so far
+        prec, rec = ctp / n, (ctp / ngt[c] if ngt[c] > 0 else np.zeros(tp_c.size))
+        if protocol == "act":  # the reference's float32 curve with its (1, 0) start
+            prec = np.concatenate([[1.0], prec]).astype(np.float32).astype(np.float64)
+            rec = np.concatenate([[0.0], rec]).astype(np.float32).astype(np.float64)
+            ap = pr_to_ap_act(tp_c, int(ngt[c]))
+        else:
+            ap = pr_to_ap_voc(tp_c, int(ngt[c]))
+        out[name] = (prec, rec, ap)
+    return out
+
+
+# ------------------------------------------------------------------------------------- run data
+def load_run(run_dir: str | Path) -> tuple[Any, dict[str, Any] | None, Any]:
+    """``(PreparedDataset, results.json or None, run config)`` of a train.py run folder.
+
+    The dataset is rebuilt as train.py did, from the saved config
+    (:func:`wsal.report.run_config` makes its relative paths those of the run).
+    """
+    from hydra.utils import instantiate
+
+    from wsal.report import run_config
+
+    run_dir = Path(run_dir)
+    if not (run_dir / ".hydra" / "config.yaml").is_file():
+        raise FileNotFoundError(f"{run_dir}: not a run folder (no .hydra/config.yaml)")
+    cfg = run_config(run_dir)
+    res_file = run_dir / "results.json"
+    results = json.loads(res_file.read_text()) if res_file.is_file() else None
+    return instantiate(cfg.dataset).prepare(), results, cfg
+
+
+def pick_videos(index: DatasetIndex, videos: Sequence[str], num: int) -> list[str]:
+    """``num`` videos spread over classes: the first video of each class in ``videos`` order,
+    then (if classes run out) the next unchosen videos."""
+    chosen: list[str] = []
+    seen: set[int] = set()
+    for v in videos:
+        labs = index.videos[v].labels
+        if len(chosen) < num and labs and labs[0] not in seen:
+            chosen.append(v)
+            seen.add(labs[0])
+    for v in videos:
+        if len(chosen) >= num:
+            break
+        if v not in chosen:
+            chosen.append(v)
+    return chosen
+
+
+def _safe_name(video: str) -> str:
+    """A file name for a video id (ids may hold folders: ``Basketball/v_x_g01_c01``)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "__", video).strip("_") or "video"
+
+
+class _Source:
+    """What a subcommand draws from: the dataset index, detections, protocol, split, out folder."""
+
+    def __init__(self, args: argparse.Namespace, need_dets: bool = True) -> None:
+        from wsal.data.annotations import load_index
+
+        self.results: dict[str, Any] | None = None
+        protocol, nms, split = "act", 0.3, "test"
+        dets_path: Path | None
+        if args.run_dir:
+            run = Path(args.run_dir)
+            prepared, self.results, cfg = load_run(run)
+            self.index = prepared.index
+            ev = cfg.get("evaluation") or {}
+            protocol = str(ev.get("protocol", protocol))
+            nms = float(ev.get("nms", nms))
+            split = str(ev.get("split", split))
+            if self.results:
+                protocol = str(self.results.get("protocol", protocol))
+                nms = float(self.results.get("nms", nms))
+                split = str(self.results.get("split", split))
+            dets_path = Path(args.detections) if args.detections else run / "detections.npz"
+            self.out = Path(args.out) if args.out else run / "viz"
+        elif args.annotations:
+            self.index = load_index(args.annotations, root=args.root)
+            dets_path = Path(args.detections) if args.detections else None
+            self.out = Path(args.out) if args.out else Path("viz")
+        else:
+            raise SystemExit("give a RUN_DIR or --annotations (with --detections)")
+        self.protocol = args.protocol or protocol
+        self.nms = nms if args.nms is None else float(args.nms)
+        self.split = args.split or split
+        self.dets: TubeDetections | None = None
+        if dets_path is not None:
+            self.dets = TubeDetections.load(dets_path, label_names=self.index.labels)
+        elif need_dets:
+            raise SystemExit("no detections: give --detections DETS.npz")
+
+
+# ------------------------------------------------------------------------------------ commands
+def cmd_tubes(args: argparse.Namespace) -> list[Path]:
+    src = _Source(args, need_dets=False)
+    index = src.index
+    if args.videos:
+        missing = [v for v in args.videos if v not in index.videos]
+        if missing:
+            raise SystemExit(f"unknown video(s) {missing[:5]} (not in the dataset's annotations)")
+        videos = list(args.videos)
+    else:
+        videos = pick_videos(index, index.split(src.split), args.num)
+    if not videos:
+        raise SystemExit(f"no videos to draw in split {src.split!r}")
+    kw = dict(top_k=args.top_k, label_names=index.labels, scale=args.scale)
+    kw["per_label"] = args.label_top
+    written: list[Path] = []
+    if args.format == "png":
+        strips = [viz.video_strip(index, v, src.dets, num_frames=args.frames, **kw) for v in videos]
+        path = src.out / "tubes.png"
+        viz.save_strips(path, strips)
+        written.append(path)
+    else:
+        for v in videos:
+            path = src.out / f"{_safe_name(v)}.{args.format}"
+            viz.save_video_animation(path, index, v, src.dets, fps=args.fps, span=args.span, **kw)
+            written.append(path)
+    return written
+
+
+def cmd_recall(args: argparse.Namespace) -> list[Path]:
+    curves: dict[str, np.ndarray] = {}
+    protocols = set()
+    for run in args.run_dirs:
+        res_file = Path(run) / "results.json"
+        if not res_file.is_file():
+            raise SystemExit(f"{run}: no results.json (run failed or still running?)")
+        res = json.loads(res_file.read_text())
+        protocols.add(str(res.get("protocol")))
+        name = f"{res.get('linker', '?')} ({Path(run).name})" if len(args.run_dirs) > 1 else ""
+        for tau, r in (res.get("proposal_recall") or {}).items():
+            curves[f"{name} st-IoU {tau}".strip()] = np.asarray(r, dtype=np.float64)
+    if not curves:
+        raise SystemExit("no proposal_recall in the results.json given")
+    out = Path(args.out) if args.out else Path(args.run_dirs[0]) / "viz"
+    path = out / "recall.png"
+    viz.plot_recall(
+        curves, path, title=f"proposal recall (protocol={', '.join(sorted(protocols))})"
+    )
+    return [path]
+
+
+def cmd_pr(args: argparse.Namespace) -> list[Path]:
+    src = _Source(args)
+    assert src.dets is not None
+    gt = GroundTruth.from_index(src.index, src.split)
+    curves = pr_curves(gt, src.dets, args.iou, src.protocol, src.nms)
+    m = float(np.mean([ap for _, _, ap in curves.values()])) if curves else 0.0
+    recorded = ((src.results or {}).get("video_mAP") or {}).get(f"{args.iou:g}")
+    note = ""
+    if recorded is not None and abs(float(recorded) - m) > 1e-6:
+        note = f" (results.json says {float(recorded):.4f}: were the detections replaced?)"
+    print(f"video-mAP@{args.iou:g} = {m:.4f}{note}  protocol={src.protocol} nms={src.nms:g}")
+    for name, (_, _, ap) in curves.items():
+        print(f"  {name}: AP {ap:.4f}")
+    path = src.out / f"pr@{args.iou:g}.png"
+    viz.plot_pr_curves(
+        {f"{name} AP={ap:.2f}": (p, r) for name, (p, r, ap) in curves.items()},
+        path,
+        title=f"PR at st-IoU {args.iou:g}, mAP={m:.3f} ({src.protocol}, nms {src.nms:g})",
+    )
+    return [path]
+
+
+def _source_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", nargs="?", help="a train.py run folder")
+    p.add_argument("--annotations", help="without a run: annotation file (wsal JSON, ACT pkl ...)")
+    p.add_argument("--root", help="without a run: folder the annotation's video paths are under")
+    p.add_argument("--detections", help="TubeDetections .npz/.json (default RUN_DIR's)")
+    p.add_argument("--split", help="split to pick videos from / evaluate (default: the run's)")
+    p.add_argument("--protocol", choices=PROTOCOLS, help="default: the run's, else act")
+    p.add_argument("--nms", type=float, help="tube NMS st-IoU (default: the run's, else 0.3)")
+    p.add_argument("--out", help="output folder (default RUN_DIR/viz, or ./viz)")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m wsal.viz",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = p.add_subparsers(dest="cmd", required=True)
+    t = sub.add_parser("tubes", help="GT (blue) and predicted (red) tubes: png strip, gif, mp4")
+    _source_args(t)
+    t.add_argument("--videos", nargs="+", help="video ids (default: --num spread over classes)")
+    t.add_argument("--num", type=int, default=4, help="videos to draw when --videos is not given")
+    t.add_argument("--format", choices=("png", "gif", "mp4"), default="png")
+    t.add_argument("--top-k", type=int, default=1, help="predicted tubes drawn per video")
+    t.add_argument(
+        "--label-top",
+        action="store_true",
+        help="draw the top tube of each of the video's GT classes, not the top of any class",
+    )
+    t.add_argument("--frames", type=int, default=6, help="frames per png strip")
+    t.add_argument("--scale", type=int, default=2, help="integer upscaling")
+    t.add_argument("--fps", type=float, help="gif/mp4 rate (default: the video's)")
+    t.add_argument(
+        "--span", choices=("video", "tubes"), default="video", help="gif/mp4: frames drawn"
+    )
+    r = sub.add_parser("recall", help="proposal recall vs tubes per video, from results.json")
+    r.add_argument("run_dirs", nargs="+", help="run folders (one curve per run and threshold)")
+    r.add_argument("--out", help="output folder (default: first RUN_DIR/viz)")
+    q = sub.add_parser("pr", help="precision-recall curves per class, recomputed")
+    _source_args(q)
+    q.add_argument("--iou", type=float, default=0.5, help="st-IoU threshold")
+    args = p.parse_args(sys.argv[1:] if argv is None else list(argv))
+    commands = {"tubes": cmd_tubes, "recall": cmd_recall, "pr": cmd_pr}
+    for path in commands[args.cmd](args):
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
