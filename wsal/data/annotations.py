@@ -2,8 +2,11 @@
 
 Inside wsal frames are 0-based and boxes are xyxy float32 pixels. Readers of other formats
 convert at the boundary: ACT ``*-GT.pkl`` (1-based frames) with :func:`read_act_pkl`, UCF101-24
-``pyannot`` (``sf``/``ef`` half-open, ``[x, y, w, h]`` boxes) with :func:`read_ucf101_pyannot`;
-:func:`load_index` picks the reader from the file. Pickles are untrusted input and go through
+``pyannot`` (``sf``/``ef`` half-open, ``[x, y, w, h]`` boxes) with :func:`read_ucf101_pyannot`,
+UCF101-24 ``finalAnnots.mat`` (1-based inclusive ``sf``/``ef``) with
+:func:`read_ucf101_finalannots_mat`, UCF Sports per-frame box text files with
+:func:`read_ucfsports_txt`; :func:`load_index` picks the reader from the file. ACT pickles can be
+written back with :func:`write_act_pkl`; :func:`check_jhmdb_layout` checks J-HMDB's ACT layout. Pickles are untrusted input and go through
 :func:`safe_pickle_load`, which only rebuilds containers, scalars and numpy arrays.
 """
 
@@ -13,6 +16,9 @@ import importlib
 import json
 import os
 import pickle
+import tarfile
+import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -32,8 +38,38 @@ __all__ = [
     "safe_pickle_load",
     "read_act_pkl",
     "read_ucf101_pyannot",
+    "read_ucf101_finalannots_mat",
+    "read_ucfsports_txt",
+    "read_split_list",
+    "write_act_pkl",
+    "check_jhmdb_layout",
+    "UCF101_24_LABELS",
+    "JHMDB_LABELS",
+    "UCFSPORTS_LABELS",
     "load_index",
 ]
+
+#: The 24 UCF101-24 classes in the order of the corrected annotations (``finalAnnots.mat``
+#: ``class`` is a 1-based index into this list; pyannot's ``classes`` is this list).
+UCF101_24_LABELS: tuple[str, ...] = (
+    "Basketball", "BasketballDunk", "Biking", "CliffDiving", "CricketBowling", "Diving",
+    "Fencing", "FloorGymnastics", "GolfSwing", "HorseRiding", "IceDancing", "LongJump",
+    "PoleVault", "RopeClimbing", "SalsaSpin", "SkateBoarding", "Skiing", "Skijet",
+    "SoccerJuggling", "Surfing", "TennisSwing", "TrampolineJumping", "VolleyballSpiking",
+    "WalkingWithDog",
+)  # fmt: skip
+#: The 21 J-HMDB classes in ACT's ``JHMDB-GT.pkl`` order (= the class folder names).
+JHMDB_LABELS: tuple[str, ...] = (
+    "brush_hair", "catch", "clap", "climb_stairs", "golf", "jump", "kick_ball", "pick", "pour",
+    "pullup", "push", "run", "shoot_ball", "shoot_bow", "shoot_gun", "sit", "stand",
+    "swing_baseball", "throw", "walk", "wave",
+)  # fmt: skip
+#: The 10 UCF Sports classes of the standard split list (``UCF-Sports_videos.txt``) and of
+#: ``UCFSports-GT.pkl``, sorted by name.
+UCFSPORTS_LABELS: tuple[str, ...] = (
+    "Diving", "Golf", "Kicking", "Lifting", "Riding", "Run", "SkateBoarding", "Swing1", "Swing2",
+    "Walk",
+)  # fmt: skip
 
 
 @dataclass
@@ -527,20 +563,401 @@ def _index_from_pyannot(
     )
 
 
-def load_index(path: str | os.PathLike, root: str | os.PathLike | None = None) -> DatasetIndex:
+# ---------------------------------------------------------------------------------------------
+# UCF101-24 finalAnnots.mat (G. Singh's corrected annotations, the MATLAB original of pyannot)
+# ---------------------------------------------------------------------------------------------
+
+
+def _read_name_list(path: Path) -> list[str]:
+    """Video ids of a list file (one per line, blank lines skipped, extension dropped)."""
+    if not path.is_file():
+        raise FileNotFoundError(f"video list not found: {path}")
+    out = []
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line:
+            out.append(line.split()[0].rsplit(".", 1)[0] if line.endswith(".avi") else line)
+    return out
+
+
+def _mat_scalar(x: Any, what: str) -> int:
+    a = np.asarray(x).reshape(-1)
+    if a.size != 1:
+        raise ValueError(f"{what}: expected one number, got {a.size}")
+    return int(a[0])
+
+
+def _mat_string(x: Any) -> str:
+    a = np.asarray(x).reshape(-1)
+    return str(a[0]) if a.size else ""
+
+
+def read_ucf101_finalannots_mat(
+    path: str | os.PathLike,
+    root: str | os.PathLike | None = None,
+    testlist: str | os.PathLike | Sequence[str] | None = None,
+    labels: Sequence[str] = UCF101_24_LABELS,
+    resolution: tuple[int, int] | None = (240, 320),
+) -> DatasetIndex:
+    """Read UCF101-24 ``finalAnnots.mat`` (corrected annotations, G. Singh; MATLAB v5 file).
+
+    File layout (``scipy.io.loadmat``): a 1xN struct array ``annot`` with fields ``num_imgs``
+    (frames of the video), ``name`` (``Class/v_Class_gXX_cYY``) and ``tubes``, a 1xK struct array
+    with fields ``sf``, ``ef`` (**1-based, inclusive**: the MATLAB evaluation uses ``sf:ef``),
+    ``class`` (**1-based** index into ``labels``) and ``boxes`` (``ef - sf + 1`` rows of
+    ``[x, y, w, h]``, 1-based pixels). Fields are found by name, so their order does not matter.
+    The same content as pyannot, whose ``sf`` is this ``sf - 1`` and ``ef`` this ``ef``
+    (exclusive), with 0-based labels: both readers return the same index.
+
+    Returns frames **0-based** ``sf-1 .. ef-1`` and boxes xyxy float32 with ``x2 = x + w``,
+    ``y2 = y + h`` (coordinates kept as stored). Video labels = the class of the name's folder
+    (when it is a label) plus the tubes' classes. The file has no splits: ``testlist`` (a list
+    file such as ``testlist01.txt``, or the ids; default: ``testlist01.txt`` beside the file) gives
+    ``test`` in list order (ids not in the file are dropped with a warning), ``train`` = the other
+    videos sorted by id. ``scipy`` is imported here (``pip install scipy``).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"annotation file not found: {path}")
+    try:
+        from scipy.io import loadmat
+    except ImportError as e:  # pragma: no cover - scipy is a dependency
+        raise ImportError(f"{path}: reading .mat files needs scipy (pip install scipy)") from e
+    try:
+        mat = loadmat(str(path), squeeze_me=False, struct_as_record=True)
+    except NotImplementedError as e:  # MATLAB v7.3 files are HDF5
+        raise ValueError(f"{path}: MATLAB v7.3 (HDF5) file; re-save it with save -v7 ({e})") from e
+    except Exception as e:
+        raise ValueError(f"{path}: not a readable MATLAB file ({e!r})") from e
+    if "annot" not in mat:
+        keys = sorted(k for k in mat if not k.startswith("__"))
+        raise ValueError(f"{path}: not a finalAnnots.mat file: no 'annot' variable (has {keys})")
+    annot = np.asarray(mat["annot"]).reshape(-1)
+    names = annot.dtype.names or ()
+    missing = [k for k in ("num_imgs", "name", "tubes") if k not in names]
+    if missing:
+        raise ValueError(f"{path}: 'annot' struct lacks fields {missing} (has {list(names)})")
+    labels = [str(x) for x in labels]
+    videos: dict[str, VideoInfo] = {}
+    h, w = (int(resolution[0]), int(resolution[1])) if resolution is not None else (None, None)
+    for i, a in enumerate(annot):
+        vid = _mat_string(a["name"])
+        where = f"{path}: video {vid or i!r}"
+        if not vid:
+            raise ValueError(f"{path}: annot({i + 1}) has no name")
+        numf = _mat_scalar(a["num_imgs"], f"{where}: num_imgs")
+        tubes_arr = np.asarray(a["tubes"]).reshape(-1)
+        tubes = []
+        vlabels = {labels.index(vid.split("/")[0])} if vid.split("/")[0] in labels else set()
+        if tubes_arr.size and tubes_arr.dtype.names is None:
+            raise ValueError(f"{where}: 'tubes' is not a struct array")
+        for j, t in enumerate(tubes_arr):
+            tw = f"{where}: tube {j}"
+            try:
+                sf = _mat_scalar(t["sf"], f"{tw}: sf")
+                ef = _mat_scalar(t["ef"], f"{tw}: ef")
+                cls = _mat_scalar(t["class"], f"{tw}: class")
+                boxes = np.asarray(t["boxes"])
+            except (KeyError, ValueError) as e:
+                raise ValueError(f"{tw}: malformed tube ({e})") from e
+            if not 1 <= cls <= len(labels):
+                raise ValueError(f"{tw}: class {cls} outside 1..{len(labels)} (1-based)")
+            if not 1 <= sf <= ef <= numf:
+                raise ValueError(f"{tw}: sf={sf}, ef={ef} not within 1..num_imgs={numf} (1-based)")
+            if boxes.ndim != 2 or boxes.shape != (ef - sf + 1, 4):
+                raise ValueError(
+                    f"{tw}: boxes of shape {boxes.shape}, expected ef - sf + 1 = {ef - sf + 1} "
+                    "rows of [x, y, w, h]"
+                )
+            xywh = boxes.astype(np.float64)  # [n, 4] cast first: integer x + w may overflow
+            xyxy = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)  # [n, 4]
+            tubes.append(GTTube(cls - 1, np.arange(sf - 1, ef, dtype=np.int64), xyxy))
+            vlabels.add(cls - 1)
+        if vid in videos:
+            raise ValueError(f"{where}: listed twice")
+        videos[vid] = VideoInfo(
+            nframes=numf, labels=sorted(vlabels), tubes=tubes, width=w, height=h, path=vid
+        )
+    videos = dict(sorted(videos.items()))
+    if testlist is None:
+        testlist = path.parent / "testlist01.txt"
+        if not Path(testlist).is_file():
+            raise ValueError(
+                f"{path}: the file has no splits; put testlist01.txt beside it or pass testlist="
+            )
+    if isinstance(testlist, (str, os.PathLike)):
+        test_ids = _read_name_list(Path(testlist))
+    else:
+        test_ids = [str(x) for x in testlist]
+    test = [v for v in dict.fromkeys(test_ids) if v in videos]
+    if len(test) < len(set(test_ids)):
+        warnings.warn(
+            f"{path}: {len(set(test_ids)) - len(test)} test-list videos have no annotation; "
+            "dropped",
+            stacklevel=2,
+        )
+    test_set = set(test)
+    train = [v for v in videos if v not in test_set]
+    return DatasetIndex(
+        labels, {"train": train, "test": test}, videos, Path(root) if root is not None else None
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# UCF Sports per-frame box text files + the standard split list
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SplitListEntry:
+    """One row of ``UCF-Sports_videos.txt``: ``id class split nframes flag persons path``."""
+
+    video: str  # ``<ClassDir>/<NNN>`` (the first two parts of ``path``)
+    label: str
+    split: str  # "train" | "test"
+    nframes: int
+    path: str
+
+
+def read_split_list(path: str | os.PathLike) -> list[SplitListEntry]:
+    """Rows of the UCF Sports split list (``UCF-Sports_videos.txt``, 7 whitespace columns:
+    id, class, split, nframes, flag, persons, path) in file order; errors name the line."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"split list not found: {path}")
+    out = []
+    for n, line in enumerate(path.read_text().splitlines(), start=1):
+        cols = line.split()
+        if not cols:
+            continue
+        if len(cols) < 7:
+            raise ValueError(f"{path}:{n}: expected 7 columns (id class split nframes flag "
+                             f"persons path), got {len(cols)}: {line!r}")  # fmt: skip
+        parts = cols[6].split("/")
+        if cols[2] not in ("train", "test") or not cols[3].isdigit() or len(parts) < 2:
+            raise ValueError(f"{path}:{n}: malformed row {line!r}")
+        out.append(SplitListEntry("/".join(parts[:2]), cols[1], cols[2], int(cols[3]), cols[6]))
+    if not out:
+        raise ValueError(f"{path}: empty split list")
+    return out
+
+
+def _ucfsports_box_files(src: Path) -> dict[str, list[tuple[str, str]]]:
+    """``{video: [(file name, text), ...]}`` of ``<...>/<ClassDir>/<NNN>/gt/<name>.txt`` files
+    in a folder or a ``.tar.gz``."""
+    found: dict[str, list[tuple[str, str]]] = {}
+    if src.is_dir():
+        for f in src.rglob("*.txt"):
+            parts = f.relative_to(src).parts
+            if len(parts) >= 4 and parts[-2] == "gt":
+                found.setdefault(f"{parts[-4]}/{parts[-3]}", []).append((f.name, f.read_text()))
+        return found
+    try:
+        with tarfile.open(src, "r:*") as tar:
+            for m in tar:
+                parts = m.name.split("/")
+                if not (m.isfile() and m.name.endswith(".txt") and len(parts) >= 4):
+                    continue
+                if parts[-2] == "gt":
+                    fh = tar.extractfile(m)
+                    text = fh.read().decode("utf-8", "replace") if fh else ""
+                    found.setdefault(f"{parts[-4]}/{parts[-3]}", []).append((parts[-1], text))
+    except (tarfile.TarError, OSError, EOFError) as e:
+        raise ValueError(f"{src}: not a readable tar archive ({e}); a partial download?") from e
+    return found
+
+
+def read_ucfsports_txt(
+    annotations: str | os.PathLike,
+    split_list: str | os.PathLike,
+    root: str | os.PathLike | None = None,
+) -> DatasetIndex:
+    """Read UCF Sports' per-frame human boxes (github.com/antran89/UCF-Sports-annotations).
+
+    ``annotations``: the ``Annotations`` folder (or a folder above it) or the ``.tar.gz`` as
+    downloaded, holding ``<ClassDir>/<NNN>/gt/<name>.txt`` with one line ``x y w h [tag]`` per
+    frame. The frame index is the file's position in **sorted** name order (names are not
+    consecutive numbers), 0-based. ``split_list``: ``UCF-Sports_videos.txt`` (see
+    :func:`read_split_list`): labels (sorted class names), splits ``train``/``test`` in list
+    order, ``nframes``.
+
+    Returns one tube per video, frames ``0..n-1`` for its ``n`` box files, boxes xyxy float32
+    with ``x2 = x + w``, ``y2 = y + h`` (degenerate boxes kept). ``nframes`` is the list's count,
+    raised to ``n`` where a video has more box files than the list says (one video of the real
+    data: ``Walk-Front/017``, 101 files, list 100; a warning says so) — the conventions of
+    ``UCFSports-GT.pkl``, which this reader reproduces exactly. Videos are sorted by id;
+    ``VideoInfo.path`` is the id. Split-list videos without box files raise ``ValueError``
+    naming them all (a partial download); a file that is not one box line raises naming it.
+    """
+    src = Path(annotations)
+    if not src.exists():
+        raise FileNotFoundError(f"UCF Sports annotations not found: {src}")
+    entries = read_split_list(split_list)
+    found = _ucfsports_box_files(src)
+    missing = [e.video for e in entries if e.video not in found]
+    if missing:
+        raise ValueError(
+            f"{src}: no per-frame box files for {len(missing)} of {len(entries)} videos of "
+            f"{split_list}, e.g. {missing[:5]}; a partial download or the wrong folder?"
+        )
+    labels = sorted({e.label for e in entries})
+    videos: dict[str, VideoInfo] = {}
+    for e in sorted(entries, key=lambda e: e.video):
+        files = sorted(found[e.video])  # frame index = position in sorted name order
+        boxes = np.zeros((len(files), 4), np.float64)  # [n, 4] x y w h
+        for i, (name, text) in enumerate(files):
+            rows = [r.split() for r in text.splitlines() if r.strip()]
+            if len(rows) != 1 or len(rows[0]) < 4:
+                raise ValueError(
+                    f"{src}: {e.video}/gt/{name}: expected one line 'x y w h [tag]', got "
+                    f"{len(rows)} lines"
+                )
+            try:
+                boxes[i] = [float(x) for x in rows[0][:4]]
+            except ValueError:
+                raise ValueError(
+                    f"{src}: {e.video}/gt/{name}: not numbers: {rows[0][:4]}"
+                ) from None
+        n = len(files)
+        if n > e.nframes:
+            warnings.warn(
+                f"{src}: video {e.video!r} has {n} box files but the split list says "
+                f"{e.nframes} frames; using nframes={n}",
+                stacklevel=2,
+            )
+        xyxy = np.concatenate([boxes[:, :2], boxes[:, :2] + boxes[:, 2:]], axis=1)  # [n, 4]
+        li = labels.index(e.label)
+        videos[e.video] = VideoInfo(
+            nframes=max(n, e.nframes),
+            labels=[li],
+            tubes=[GTTube(li, np.arange(n, dtype=np.int64), xyxy)],
+            path=e.video,
+        )
+    splits = {s: [e.video for e in entries if e.split == s] for s in ("train", "test")}
+    return DatasetIndex(labels, splits, videos, Path(root) if root is not None else None)
+
+
+# ---------------------------------------------------------------------------------------------
+# ACT export and the J-HMDB layout
+# ---------------------------------------------------------------------------------------------
+
+
+def write_act_pkl(index: DatasetIndex, path: str | os.PathLike) -> None:
+    """Write ``index`` as an ACT ``*-GT.pkl`` (the inverse of :func:`read_act_pkl`), atomically.
+
+    Frames are written **1-based** (0-based + 1), boxes xyxy float32; ``resolution`` is
+    ``{video: (h, w)}`` when every video has a size, else None; splits ``train``/``test``,
+    ``train2``/``test2``, ... become the ``train_videos``/``test_videos`` lists. Points are not
+    part of the ACT layout and are dropped.
+    """
+    from wsal.atomic import atomic_path
+
+    gttubes: dict[str, dict[int, list[np.ndarray]]] = {}
+    for vid, info in index.videos.items():
+        per: dict[int, list[np.ndarray]] = {}
+        for t in info.tubes:
+            rows = np.concatenate([(t.frames + 1)[:, None], t.boxes], axis=1)  # [n, 5] 1-based
+            per.setdefault(t.label, []).append(rows.astype(np.float32))
+        gttubes[vid] = per
+    sized = all(i.width and i.height for i in index.videos.values())
+    train, test = [], []
+    i = 1
+    while (f"train{'' if i == 1 else i}") in index.splits:
+        suffix = "" if i == 1 else str(i)
+        train.append(list(index.splits[f"train{suffix}"]))
+        test.append(list(index.splits.get(f"test{suffix}", [])))
+        i += 1
+    data = {
+        "labels": list(index.labels),
+        "gttubes": gttubes,
+        "nframes": {v: int(info.nframes) for v, info in index.videos.items()},
+        "resolution": (
+            {v: (int(info.height), int(info.width)) for v, info in index.videos.items()}  # type: ignore[arg-type]
+            if sized
+            else None
+        ),
+        "train_videos": train,
+        "test_videos": test,
+    }
+    with atomic_path(Path(path), suffix=".pkl") as tmp, open(tmp, "wb") as fh:
+        pickle.dump(data, fh, protocol=4)
+
+
+def check_jhmdb_layout(index: DatasetIndex, num_splits: int = 3) -> list[str]:
+    """Every way ``index`` departs from J-HMDB-21 as ACT's ``JHMDB-GT.pkl`` lays it out.
+
+    Checks: the 21 labels in ACT's order (:data:`JHMDB_LABELS`); splits ``train``/``test``,
+    ``train2``/``test2``, ``train3``/``test3``, each a partition of all videos; video ids
+    ``<class>/<name>`` with exactly one tube, of the folder's class. Returns problem strings
+    (empty: the layout is right); counts are left to the caller.
+    """
+    problems = []
+    if list(index.labels) != list(JHMDB_LABELS):
+        problems.append(f"labels {list(index.labels)[:4]}... are not J-HMDB's 21 classes")
+    all_v = set(index.videos)
+    for i in range(1, num_splits + 1):
+        s = "" if i == 1 else str(i)
+        tr, te = index.splits.get(f"train{s}"), index.splits.get(f"test{s}")
+        if tr is None or te is None:
+            problems.append(f"split {i}: missing train{s}/test{s} (ACT lists 3 splits)")
+            continue
+        both = set(tr) & set(te)
+        if both:
+            problems.append(f"split {i}: {len(both)} videos in train and test, e.g. {min(both)}")
+        left = all_v - set(tr) - set(te)
+        if left:
+            problems.append(f"split {i}: {len(left)} videos in neither train nor test, e.g. "
+                            f"{min(left)}")  # fmt: skip
+    for vid, info in index.videos.items():
+        cls = vid.split("/")[0]
+        if len(info.tubes) != 1:
+            problems.append(f"video {vid!r}: {len(info.tubes)} tubes, J-HMDB has one per video")
+        elif cls in index.labels and info.tubes[0].label != index.labels.index(cls):
+            problems.append(
+                f"video {vid!r}: tube label {index.labels[info.tubes[0].label]!r} is not its "
+                f"folder's class {cls!r}"
+            )
+    return problems
+
+
+def load_index(
+    path: str | os.PathLike,
+    root: str | os.PathLike | None = None,
+    *,
+    split_list: str | os.PathLike | None = None,
+    testlist: str | os.PathLike | Sequence[str] | None = None,
+) -> DatasetIndex:
     """Read any supported annotation file into a :class:`DatasetIndex` (0-based frames, xyxy).
 
     ``.json``: wsal annotation JSON (:func:`read_wsal_json`; ``root`` defaults to its folder).
     ``.pkl``/``.pickle``: loaded once with :func:`safe_pickle_load`, then an ACT ``*-GT.pkl`` if it
     has ``gttubes`` (:func:`read_act_pkl`), UCF101-24 pyannot if it has ``db``
-    (:func:`read_ucf101_pyannot`, default resolution). Anything else raises ``ValueError``.
+    (:func:`read_ucf101_pyannot`, default resolution). ``.mat``: UCF101-24 ``finalAnnots.mat``
+    (:func:`read_ucf101_finalannots_mat`; ``testlist`` defaults to ``testlist01.txt`` beside
+    it). A ``.tar.gz``/``.tgz`` or a folder: UCF Sports per-frame boxes
+    (:func:`read_ucfsports_txt`; ``split_list`` defaults to ``UCF-Sports_videos.txt`` beside it).
+    Anything else raises ``ValueError``.
     """
     path = Path(path)
+    name = path.name.lower()
+    if path.is_dir() or name.endswith((".tar.gz", ".tgz", ".tar")):
+        if not path.exists():
+            raise FileNotFoundError(f"annotation file not found: {path}")
+        if split_list is None:
+            split_list = path.parent / "UCF-Sports_videos.txt"
+            if not Path(split_list).is_file():
+                raise ValueError(
+                    f"{path}: UCF Sports per-frame boxes need the split list; put "
+                    f"UCF-Sports_videos.txt beside it or pass split_list="
+                )
+        return read_ucfsports_txt(path, split_list, root)
     if not path.is_file():
         raise FileNotFoundError(f"annotation file not found: {path}")
     suffix = path.suffix.lower()
     if suffix == ".json":
         return read_wsal_json(path, root)
+    if suffix == ".mat":
+        return read_ucf101_finalannots_mat(path, root, testlist=testlist)
     if suffix in (".pkl", ".pickle"):
         data = safe_pickle_load(path)
         if isinstance(data, dict) and "gttubes" in data:
@@ -553,6 +970,7 @@ def load_index(path: str | os.PathLike, root: str | os.PathLike | None = None) -
             "('gttubes') or a UCF101-24 pyannot file ('db')"
         )
     raise ValueError(
-        f"{path}: unknown annotation format {suffix!r}; expected .json (wsal) or .pkl "
-        "(ACT *-GT.pkl, UCF101-24 pyannot)"
+        f"{path}: unknown annotation format {suffix!r}; expected .json (wsal), .pkl "
+        "(ACT *-GT.pkl, UCF101-24 pyannot), .mat (UCF101-24 finalAnnots) or a UCF Sports "
+        "per-frame box folder / .tar.gz"
     )
