@@ -5,12 +5,20 @@ pipeline on the chosen dataset and writes ``results.json``, ``detections.npz`` a
 the run folder. A trainable method (a ``_partial_`` method config, e.g. ``method=actor_attention``)
 is fitted with Lightning on the train split and predicts the evaluation split; the default method
 (``oracle_label``) needs no training and labels each tube with its video's class (localization
-only). ``make demo`` = ``train.py experiment=actor_attention_synthetic_cpu``.
+only). ``make demo`` = ``train.py experiment=actor_attention_temporal_prim_synthactors_labels``.
+
+Run folders (wsal/runs.py): ``run.json`` holds the run's key (a hash of what the config computes)
+and status. ``resume=auto`` (default): rerunning a killed run's command finds it by key and resumes
+from its ``checkpoints/last.ckpt`` (STIL's EM state included). In a sweep, a run that raises writes
+``failed.json`` and the sweep goes on (``fail_fast=true`` stops it); ``python -m wsal.report``
+lists the failures.
 """
 
 from __future__ import annotations
 
 import logging
+import time
+from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
@@ -18,7 +26,37 @@ from omegaconf import DictConfig, OmegaConf
 log = logging.getLogger("wsal.train")
 
 
-def run(cfg: DictConfig) -> dict:
+def build_loggers(cfg: DictConfig, wandb_id: str | None = None) -> list:
+    """The configured loggers; W&B gets the run folder as its name and, when resuming, the
+    killed run's id (so its curves continue)."""
+    from hydra.utils import instantiate
+    from pytorch_lightning.utilities import rank_zero_only
+
+    loggers = []
+    for c in (cfg.get("logger") or {}).values():
+        if "_target_" not in c:
+            continue
+        extra = {}
+        if c["_target_"].endswith("wandb_logger"):
+            extra = {"name": c.get("name") or Path(cfg.paths.output_dir).name, "id": wandb_id}
+        loggers.append(instantiate(c, **extra))
+        if extra and rank_zero_only.rank == 0:  # remember the W&B run so a resume continues it
+            from wsal.runs import write_run
+
+            write_run(cfg.paths.output_dir, wandb_id=loggers[-1].experiment.id)
+    return loggers
+
+
+def run(
+    cfg: DictConfig,
+    ckpt_path: str | None = None,
+    fit: bool = True,
+    wandb_id: str | None = None,
+    choices: dict | None = None,
+) -> dict | None:
+    """Build every stage from ``cfg`` and run it; returns the results dict (None on DDP ranks
+    other than 0). ``ckpt_path``: resume training from it (``fit``) or, with ``fit=False``, load the
+    trained method from it and only predict and evaluate (eval.py)."""
     import functools
 
     import pytorch_lightning as pl
@@ -31,12 +69,13 @@ def run(cfg: DictConfig) -> dict:
     dataset = instantiate(cfg.dataset)
     detector = instantiate(cfg.detector)
     linker = instantiate(cfg.linker)
-    method = instantiate(cfg.method)
+    method = instantiate(cfg.method, _convert_="all")  # plain lists: weights_only checkpoints
     reranker = instantiate(cfg.reranking)
     supervision = instantiate(cfg.supervision)
-    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if "_target_" in c]
+    loggers = build_loggers(cfg, wandb_id) if fit else []
     spec = EvaluationSpec(**cfg.evaluation)
-    choices = dict(HydraConfig.get().runtime.choices) if HydraConfig.initialized() else {}
+    if choices is None:
+        choices = dict(HydraConfig.get().runtime.choices) if HydraConfig.initialized() else {}
     run_info = {
         "linker": linker.name,
         "detector": detector.name,
@@ -49,11 +88,32 @@ def run(cfg: DictConfig) -> dict:
         method.func, "trains_on_box_features", False
     ):  # STIL and its baselines: box features + EM, no video decoding while training
         res = train_stil(
-            cfg, dataset, detector, linker, method, reranker, supervision, loggers, spec, run_info
+            cfg,
+            dataset,
+            detector,
+            linker,
+            method,
+            reranker,
+            supervision,
+            loggers,
+            spec,
+            run_info,
+            ckpt_path,
+            fit,
         )
     elif isinstance(method, functools.partial):  # a trainable method, built once L is known
         res = train_and_evaluate(
-            cfg, dataset, detector, linker, method, reranker, loggers, spec, run_info
+            cfg,
+            dataset,
+            detector,
+            linker,
+            method,
+            reranker,
+            loggers,
+            spec,
+            run_info,
+            ckpt_path,
+            fit,
         )
     else:
         prepared = dataset.prepare()
@@ -69,6 +129,8 @@ def run(cfg: DictConfig) -> dict:
             cfg.paths.cache_dir,
             run_info,
         )
+    if res is None:  # a DDP rank other than 0: rank 0 predicts and reports
+        return None
     split = cfg.evaluation.split
     metrics = {f"{split}/video_mAP@{t}": m for t, m in res["video_mAP"].items()}
     metrics[f"{split}/video_mAP@0.5:0.95"] = res["mAP@0.5:0.95"]
@@ -76,9 +138,13 @@ def run(cfg: DictConfig) -> dict:
     metrics[f"{split}/video_acc"] = res["video_accuracy"]
     for t, r in res["proposal_recall"].items():
         metrics[f"{split}/proposal_recall@{t}"] = r[-1] if r else 0.0
+    from wsal.loggers import log_test_media
+
     for lg in loggers:
         lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
         lg.log_metrics(metrics)
+    log_test_media(loggers, res, cfg.paths.output_dir)
+    for lg in loggers:
         lg.save()
         if lg.__class__.__name__ == "WandbLogger":
             lg.experiment.finish()
@@ -87,8 +153,48 @@ def run(cfg: DictConfig) -> dict:
     return res
 
 
+def checkpoint_callbacks(cfg: DictConfig, with_best: bool = True) -> list:
+    """The configured callbacks; without ``with_best`` the monitored checkpoints are left out
+    (methods without a validation loop: STIL's EM)."""
+    from hydra.utils import instantiate
+
+    cbs = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if "_target_" in c]
+    if not with_best:
+        cbs = [c for c in cbs if getattr(c, "monitor", None) is None]
+    return cbs
+
+
+def single_device_trainer(cfg: DictConfig):
+    """A one-device Trainer like ``cfg.trainer`` for prediction: predicting under DDP would return
+    only rank 0's share, and ``fast_dev_run`` would predict one batch."""
+    from hydra.utils import instantiate
+
+    return instantiate(
+        cfg.trainer,
+        devices=1,
+        num_nodes=1,
+        strategy="auto",
+        sync_batchnorm=False,
+        fast_dev_run=False,
+        logger=False,
+        callbacks=[],
+        enable_checkpointing=False,
+    )
+
+
 def train_stil(
-    cfg, dataset, detector, linker, method_factory, reranker, supervision, loggers, spec, run_info
+    cfg,
+    dataset,
+    detector,
+    linker,
+    method_factory,
+    reranker,
+    supervision,
+    loggers,
+    spec,
+    run_info,
+    ckpt_path=None,
+    fit=True,
 ) -> dict:
     """STIL / MIL / GMIL: box features (cached), EM training with Lightning, test tubes."""
     from hydra.utils import instantiate
@@ -96,12 +202,17 @@ def train_stil(
     from wsal.stil_pipeline import run_stil
 
     def make_trainer(max_epochs: int):
-        # one EM round per epoch; full-batch, so no checkpoint callbacks or sanity checks needed
+        # One EM round per epoch, checkpointed every round (resume). Full-batch: one device (the
+        # solve is one batched tensor op; DDP would repeat it on every rank), no sanity checks.
         return instantiate(
             cfg.trainer,
             max_epochs=max_epochs,
+            devices=1,
+            num_nodes=1,
+            strategy="auto",
+            sync_batchnorm=False,
             logger=loggers or False,
-            enable_checkpointing=False,
+            callbacks=checkpoint_callbacks(cfg, with_best=False),
             num_sanity_val_steps=0,
         )
 
@@ -119,15 +230,26 @@ def train_stil(
         cfg.paths.output_dir,
         cfg.paths.cache_dir,
         run_info,
+        ckpt_path=ckpt_path,
+        fit=fit,
     )
 
 
 def train_and_evaluate(
-    cfg, dataset, detector, linker, method_factory, reranker, loggers, spec, run_info
-) -> dict:
-    """Fit a trainable method on the train split, predict the evaluation split, evaluate."""
-    import time
-
+    cfg,
+    dataset,
+    detector,
+    linker,
+    method_factory,
+    reranker,
+    loggers,
+    spec,
+    run_info,
+    ckpt_path=None,
+    fit=True,
+) -> dict | None:
+    """Fit a trainable method on the train split (resuming from ``ckpt_path``), predict the
+    evaluation split on one device, evaluate. ``fit=False``: load the method from ``ckpt_path``."""
     from hydra.utils import instantiate
 
     from wsal.pipeline import report, tube_scores_to_detections
@@ -141,15 +263,26 @@ def train_and_evaluate(
     )
     dm.prepare_data()
     dm.setup("fit")
-    model = method_factory(num_classes=len(dm.label_names))
-    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if "_target_" in c]
-    trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
-    t = time.perf_counter()
-    trainer.fit(model, datamodule=dm)
-    timings = {"train_s": time.perf_counter() - t}
+    timings: dict[str, float] = {}
+    epochs = None
+    if fit:
+        model = method_factory(num_classes=len(dm.label_names))
+        trainer = instantiate(
+            cfg.trainer, logger=loggers or False, callbacks=checkpoint_callbacks(cfg)
+        )
+        t = time.perf_counter()
+        trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path)
+        timings["train_s"] = time.perf_counter() - t
+        epochs = trainer.current_epoch
+        if trainer.global_rank != 0:
+            return None
+    else:
+        if ckpt_path is None:
+            raise ValueError("fit=False needs a checkpoint to load the method from")
+        model = method_factory.func.load_from_checkpoint(str(ckpt_path), map_location="cpu")
     t = time.perf_counter()
     dm.setup("predict")
-    preds = trainer.predict(model, dataloaders=dm.predict_dataloader())
+    preds = single_device_trainer(cfg).predict(model, dataloaders=dm.predict_dataloader())
     videos = dm.split_videos("predict")
     results = tube_scores_to_detections(videos, dm.tubes, preds)
     if getattr(reranker, "context", False):  # global video classifier on the run's features
@@ -169,8 +302,9 @@ def train_and_evaluate(
     info = {
         **run_info,
         "method": model.name,
-        "epochs": trainer.current_epoch,
+        "epochs": epochs,
         "num_train_videos": len(dm.split_videos("fit")),
+        "checkpoint": str(ckpt_path) if ckpt_path is not None else None,
     }
     return report(
         dm.prepared.name,
@@ -187,7 +321,47 @@ def train_and_evaluate(
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float:
-    res = run(cfg)
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+    from pytorch_lightning.utilities import rank_zero_only
+
+    from wsal import runs
+
+    hc = HydraConfig.get()
+    run_dir = Path(cfg.paths.output_dir)
+    rank0 = rank_zero_only.rank == 0
+    choices = {k: v for k, v in hc.runtime.choices.items() if not k.startswith("hydra")}
+    overrides = list(hc.overrides.task)
+    multirun = hc.mode == RunMode.MULTIRUN
+    try:
+        key = runs.run_key(OmegaConf.to_container(cfg, resolve=True))
+        roots = [*cfg.get("resume_dirs", []), run_dir.parent]  # + this run's siblings
+        ckpt, prev = runs.resolve_resume(cfg.get("resume", "auto"), key, roots)
+        wandb_id = None
+        if prev is not None:
+            log.info("resuming %s from %s", run_dir, ckpt)
+            wandb_id = (runs.read_run(prev) or {}).get("wandb_id")
+        if rank0:
+            runs.write_run(
+                run_dir,
+                key=key,
+                status="running",
+                started=time.time(),
+                resumed_from=str(prev) if prev else None,
+                overrides=overrides,
+                choices=choices,
+            )
+        res = run(cfg, ckpt_path=str(ckpt) if ckpt else None, wandb_id=wandb_id)
+    except Exception as e:
+        if rank0:
+            runs.record_failure(run_dir, e, overrides, choices)
+        if multirun and not cfg.get("fail_fast", False):
+            log.exception("run %s failed; the sweep goes on (see its failed.json)", run_dir)
+            return float("nan")
+        raise
+    if res is None:
+        return float("nan")
+    runs.write_run(run_dir, status="done", finished=time.time())
     return float(res["video_mAP"].get("0.5", next(iter(res["video_mAP"].values()))))
 
 

@@ -275,7 +275,8 @@ def save_pictures(
     num: int,
 ) -> None:
     """``tubes.png``: a few test videos with GT (blue) and the top detection (red);
-    ``recall.png``: proposal recall against the number of tubes per video."""
+    ``recall.png``: proposal recall against the number of tubes per video; ``pr.png``: per-class
+    precision-recall curves at st-IoU 0.5."""
     from wsal import viz
 
     if num > 0:
@@ -296,6 +297,18 @@ def save_pictures(
         viz.save_strips(out / "tubes.png", strips)
     curves = {f"st-IoU {t}": np.asarray(r) for t, r in res["proposal_recall"].items()}
     viz.plot_recall(curves, out / "recall.png", title=f"proposal recall ({res['protocol']})")
+    # pr.png: per-class precision-recall at st-IoU 0.5 (the W&B / TensorBoard media of the run)
+    from wsal.evaluation import GroundTruth
+    from wsal.viz_cli import pr_curves
+
+    pr = pr_curves(
+        GroundTruth.from_index(index, res["split"]), results, 0.5, res["protocol"], res["nms"]
+    )
+    viz.plot_pr_curves(
+        {f"{c} AP={ap:.3f}": (p, r) for c, (p, r, ap) in pr.items()},
+        out / "pr.png",
+        title=f"video PR at st-IoU 0.5 ({res['protocol']}, nms {res['nms']:g})",
+    )
 
 
 def tube_scores_to_detections(

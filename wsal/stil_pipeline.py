@@ -93,6 +93,8 @@ def run_stil(
     cache_dir: str | os.PathLike,
     run_info: dict[str, Any] | None = None,
     train_split: str = "train",
+    ckpt_path: str | os.PathLike | None = None,
+    fit: bool = True,
 ) -> dict[str, Any]:
     """Train STIL (or a Table 1 baseline) on ``train_split``, localize ``spec.split``, evaluate.
 
@@ -103,6 +105,8 @@ def run_stil(
         supervision: :class:`wsal.supervision.SupervisionSpec` of the training videos.
         extractor: box feature extractor (``wsal.features``: hoghof | cnn).
         make_trainer: ``max_epochs -> pytorch_lightning.Trainer`` (one EM round per epoch).
+        ckpt_path: a STIL checkpoint: with ``fit`` it resumes the EM where it stopped (models and
+            EM state); without, the trained models are loaded from it and only test tubes are made.
     Writes ``detections.npz``, ``results.json`` and pictures into ``out_dir``.
     """
     from wsal.features import extract_box_features
@@ -125,29 +129,41 @@ def run_stil(
     train_dets = {v: all_dets[v] for v in train if len(all_dets[v])}
     if len(train_dets) < len(train):
         log.warning("%d training videos have no detections", len(train) - len(train_dets))
-    sup = supervision_scores(supervision, index, train_dets, list(train_dets))
-    priors = {v: d.scores.astype(np.float32) + sup[v] for v, d in train_dets.items()}
-    supervised = supervision.level != "labels"
     # the prior tubes: training tubes without supervision, and the proposals for recall
     prior_tubes = link_cached(prepared, detector, linker, cache_dir)
-    tubes = training_tubes(prior_tubes, linker, index, train_dets, priors, supervised)
-    model = method_factory(num_classes=len(index.labels))
-    data = build_stil_data(
-        {v: np.asarray(feats[v]) for v in train_dets},
-        priors,
-        tubes,
-        _labels(index, list(train_dets)),
-        len(index.labels),
-        folds=max(1, int(model.hparams["folds"])),
-        seed=int(model.hparams["seed"]),
-        dets=train_dets,
-        normalize=bool(model.hparams["normalize"]),
-    )
-    timings["training_tubes_s"] = time.perf_counter() - t
-    t = time.perf_counter()
-    trainer = make_trainer(int(model.hparams["em_epochs"]))
-    trainer.fit(model, datamodule=STILDataModule(data))
-    timings["train_s"] = time.perf_counter() - t
+    if fit:
+        sup = supervision_scores(supervision, index, train_dets, list(train_dets))
+        priors = {v: d.scores.astype(np.float32) + sup[v] for v, d in train_dets.items()}
+        supervised = supervision.level != "labels"
+        tubes = training_tubes(prior_tubes, linker, index, train_dets, priors, supervised)
+        model = method_factory(num_classes=len(index.labels))
+        data = build_stil_data(
+            {v: np.asarray(feats[v]) for v in train_dets},
+            priors,
+            tubes,
+            _labels(index, list(train_dets)),
+            len(index.labels),
+            folds=max(1, int(model.hparams["folds"])),
+            seed=int(model.hparams["seed"]),
+            dets=train_dets,
+            normalize=bool(model.hparams["normalize"]),
+        )
+        timings["training_tubes_s"] = time.perf_counter() - t
+        t = time.perf_counter()
+        trainer = make_trainer(int(model.hparams["em_epochs"]))
+        trainer.fit(
+            model,
+            datamodule=STILDataModule(data),
+            ckpt_path=str(ckpt_path) if ckpt_path is not None else None,
+        )
+        timings["train_s"] = time.perf_counter() - t
+        num_train_boxes = int(data.num_boxes)
+    else:
+        if ckpt_path is None:
+            raise ValueError("run_stil(fit=False) needs ckpt_path (a trained STIL checkpoint)")
+        cls = getattr(method_factory, "func", method_factory)
+        model = cls.load_from_checkpoint(str(ckpt_path), map_location="cpu")
+        num_train_boxes = None
 
     t = time.perf_counter()
     test_dets = {v: all_dets[v] for v in test}
@@ -167,7 +183,8 @@ def run_stil(
         "num_train_videos": len(train_dets),
         # STIL Table 3's cost model on this dataset's own training-video lengths (seconds/video)
         "annotation_cost_s": annotation_cost(supervision, [index.videos[v].nframes for v in train]),
-        "num_train_boxes": int(data.num_boxes),
+        "num_train_boxes": num_train_boxes,
+        "checkpoint": str(ckpt_path) if ckpt_path is not None else None,
         "em_history": list(getattr(model, "history", [])),
     }
     return report(prepared.name, index, test, prior_tubes, results, spec, out_dir, info, timings)

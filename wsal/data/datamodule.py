@@ -42,7 +42,7 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from wsal.data.annotations import DatasetIndex, GTTube
 from wsal.data.datasets import PreparedDataset
@@ -208,35 +208,56 @@ def item_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
 
 
 # ------------------------------------------------------------------------------ dataset, sampler
-class EpochSampler(Sampler[tuple[int, int]]):
+class EpochSampler(DistributedSampler):
     """Yields ``(epoch, i)`` for ``i`` in a permutation of ``range(num_items)`` (seeded by
     ``(seed, epoch)``; identity order when ``shuffle`` is False).
 
-    ``set_epoch`` is called by Lightning at every epoch start (directly, or forwarded by its DDP
-    ``DistributedSamplerWrapper``); outside Lightning call it yourself. Carrying the epoch in the
-    key lets each worker seed an item from ``(seed, epoch, index)`` alone.
+    ``set_epoch`` is called by Lightning at every epoch start; outside Lightning call it yourself.
+    Carrying the epoch in the key lets each worker seed an item from ``(seed, epoch, index)`` alone.
+
+    Under DDP (``num_replicas`` > 1) rank ``r`` takes positions ``r, r + W, r + 2W, ...`` of the
+    epoch's order (padded by wrapping round to a multiple of W, as torch's DistributedSampler): the
+    W ranks' batches of size b are then exactly the halves (thirds, ...) of the batches of size W*b
+    one process would draw, so DDP trains the single-process model (tests/test_ddp.py). It is a
+    ``DistributedSampler`` so that Lightning uses it as is instead of wrapping it in one that
+    reshuffles.
     """
 
-    def __init__(self, num_items: int, shuffle: bool = True, seed: int = 0) -> None:
+    def __init__(
+        self,
+        num_items: int,
+        shuffle: bool = True,
+        seed: int = 0,
+        num_replicas: int = 1,
+        rank: int = 0,
+    ) -> None:
+        # no super().__init__(): it would require an initialised process group
+        if num_replicas < 1 or not 0 <= rank < num_replicas:
+            raise ValueError(f"rank {rank} is not in [0, num_replicas={num_replicas})")
         self.num_items = int(num_items)
         self.shuffle = shuffle
         self.seed = int(seed)
         self.epoch = 0
+        self.num_replicas = int(num_replicas)
+        self.rank = int(rank)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
 
-    def __iter__(self) -> Iterator[tuple[int, int]]:
+    def __iter__(self) -> Iterator[tuple[int, int]]:  # type: ignore[override]
         if self.shuffle:
             order = np.random.default_rng([self.seed, self.epoch, _ORDER_TAG]).permutation(
                 self.num_items
             )
         else:
             order = np.arange(self.num_items)
+        if self.num_replicas > 1 and self.num_items:
+            total = len(self) * self.num_replicas
+            order = np.resize(order, total)[self.rank :: self.num_replicas]
         return iter([(self.epoch, int(i)) for i in order])
 
     def __len__(self) -> int:
-        return self.num_items
+        return -(-self.num_items // self.num_replicas)
 
 
 @dataclass
@@ -611,7 +632,15 @@ class ActorTubeDataModule(pl.LightningDataModule):
         """Shuffled (seeded per epoch), random frames per segment, random flips."""
         if "train" not in self._datasets:
             self.setup("fit")
-        sampler = EpochSampler(len(self._datasets["train"]), shuffle=True, seed=self.seed)
+        trainer = self.trainer  # set by Lightning while fitting; None when used by hand
+        world, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+        sampler = EpochSampler(
+            len(self._datasets["train"]),
+            shuffle=True,
+            seed=self.seed,
+            num_replicas=world,
+            rank=rank,
+        )
         return self._loader("train", sampler)
 
     def val_dataloader(self) -> DataLoader | list:

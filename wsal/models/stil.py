@@ -940,6 +940,7 @@ class STIL(pl.LightningModule):
                 has = self._fold_has_pos
                 if has is None:
                     has = torch.ones(M, L, dtype=torch.bool, device=dev)
+                has = has.to(dev)
                 m = torch.where(has[fb], fb[:, None], M - 1)  # [N, L]
                 scores = S.view(N, M, L).gather(1, m[:, None, :]).squeeze(1)  # [N, L]
             penalty = hp["penalty"]
@@ -986,8 +987,9 @@ class STIL(pl.LightningModule):
             )
         change = float("nan")
         if self._prev_mask is not None:
-            union = (pos | self._prev_mask).sum()
-            change = float(1.0 - (pos & self._prev_mask).sum() / union.clamp_min(1))
+            prev = self._prev_mask.to(dev)
+            union = (pos | prev).sum()
+            change = float(1.0 - (pos & prev).sum() / union.clamp_min(1))
         self._prev_mask = pos
         npos = int(is_pos.sum())
         return {
@@ -1073,6 +1075,25 @@ class STIL(pl.LightningModule):
     def configure_optimizers(self) -> None:  # type: ignore[override]
         """No torch optimiser: the M-step is a closed full-batch solve (``fit_linear_hinge``)."""
         return None
+
+    # ------------------------------------------------------------------------------ resume
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """The EM state beyond the models (in ``state_dict``): which fold models have a positive
+        per class (the next E-step's choice of model), the last selection (its change statistic)
+        and the history, so a resumed run continues exactly where it was killed."""
+        checkpoint["stil_em"] = {
+            "fold_has_pos": None if self._fold_has_pos is None else self._fold_has_pos.cpu(),
+            "prev_mask": None if self._prev_mask is None else self._prev_mask.cpu(),
+            "history": [dict(h) for h in self.history],
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        em = checkpoint.get("stil_em")
+        if em is None:  # a checkpoint from before the EM state was saved: trust the fold models
+            return
+        self._fold_has_pos = em["fold_has_pos"]
+        self._prev_mask = em["prev_mask"]
+        self.history = [dict(h) for h in em["history"]]
 
     def _load_from_state_dict(
         self, state_dict: dict, prefix: str, *args: Any, **kwargs: Any
