@@ -111,6 +111,22 @@ def test_option_composes_and_instantiates(tmp_path, group, option):
     assert obj is not None
 
 
+def test_slurm_launcher_configs_compose():
+    """hydra/launcher=slurm|slurm_ddp extend the submitit plugin's config (wsal[slurm])."""
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(
+            "config",
+            overrides=["hydra/launcher=slurm_ddp", "trainer=ddp", "trainer.devices=4"],
+            return_hydra_config=True,
+        )
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.endswith("submitit_launcher.SlurmLauncher")
+    assert launcher.gpus_per_node == launcher.tasks_per_node == 4 and launcher.nodes == 1
+    assert launcher.timeout_min == 240 and launcher.max_num_timeout == 3
+
+
 def test_unknown_option_names_the_valid_ones(tmp_path):
     with pytest.raises(Exception, match="temporal_prim"):
         compose_cfg(tmp_path, ["linker=nope"])
@@ -243,3 +259,44 @@ def test_train_stil_end_to_end_with_context_and_supervision(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     res2 = json.loads((run / "eval" / "results.json").read_text())
     assert res2["video_mAP"] == res["video_mAP"] and res2["AP"] == res["AP"]
+
+
+def test_multirun_sweep_over_experiments_with_fast_dev_run(tmp_path):
+    """`-m 'experiment=glob(...)' debug=fast_dev_run`: every SynthActors experiment runs end to end
+    (one training batch, then prediction and evaluation) in one Hydra multirun on a tiny
+    SynthActors. Not in the glob: the real-dataset experiments (they need the datasets and
+    pretrained weights; composed and instantiated above) and the actor-linker one (its first run
+    trains the SiamFC tracker, minutes)."""
+    sweep = tmp_path / "sweep"
+    args = [
+        "-m",
+        "experiment=glob(*synthactors*,exclude=actor_attention_actor_*)",
+        "debug=fast_dev_run",
+        f"paths.data_dir={tmp_path}/data",
+        f"hydra.sweep.dir={sweep}",
+        *TINY,
+        "dataset.videos_per_class_train=2",
+        "dataset.root=${paths.data_dir}/synth",
+        "linker.num_tubes=4",
+        "trainer.enable_progress_bar=false",
+    ]
+    out = subprocess.run(
+        [sys.executable, "train.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=1800
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    exps = sorted(
+        p.stem
+        for p in (CONF / "experiment").glob("*synthactors*.yaml")
+        if not p.stem.startswith("actor_attention_actor_")
+    )
+    runs_ = sorted(p for p in sweep.iterdir() if p.is_dir() and p.name.isdigit())
+    assert len(runs_) == len(exps) >= 3
+    for r in runs_:
+        assert not (r / "failed.json").exists(), (r / "failed.json").read_text()
+        res = json.loads((r / "results.json").read_text())
+        assert res["choices"]["debug"] == "fast_dev_run"
+        assert 0 <= res["video_mAP"]["0.5"] <= 1 and res["num_videos"] == 7
+    from wsal.report import sweep_report
+
+    sweep_report(sweep, tmp_path / "report")
+    assert "## Failed runs\n\nNone." in (tmp_path / "report" / "report.md").read_text()

@@ -66,9 +66,7 @@ def fit(synth, batch_size: int, **trainer_kw) -> tuple[ActorAttention, ActorTube
     pl.seed_everything(0, workers=True)
     dm = make_dm(synth, batch_size)
     dm.prepare_data()
-    model = ActorAttention(
-        num_classes=3, encoder="small", frozen_bn=True, k=2, lr=0.01, lr_step=10
-    )
+    model = ActorAttention(num_classes=3, encoder="small", frozen_bn=True, k=2, lr=0.01, lr_step=10)
     trainer = pl.Trainer(
         max_epochs=2,
         logger=False,

@@ -47,6 +47,11 @@ IGNORED_KEYS: tuple[str, ...] = (
     "logger",
     "callbacks",
     "trainer.enable_progress_bar",
+    "dataset.progress",
+    "linker.progress",
+    "detector.progress",
+    "data.num_workers",  # items are seeded by (seed, epoch, index): workers do not change them
+    "features.workers",
     "trainer.default_root_dir",
 )
 
