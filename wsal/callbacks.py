@@ -29,7 +29,7 @@ class EpochCheckpoint(Checkpoint):
         return self.dirpath / self.filename
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.fast_dev_run or trainer.sanity_checking:
+        if getattr(trainer, "fast_dev_run", False) or trainer.sanity_checking:
             return
         self.dirpath.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(f".{self.filename}.tmp{os.getpid()}")

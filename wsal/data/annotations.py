@@ -755,7 +755,7 @@ def _ucfsports_box_files(src: Path) -> dict[str, list[tuple[str, str]]]:
     try:
         with tarfile.open(src, "r:*") as tar:
             for m in tar:
-                parts = m.name.split("/")
+                parts = tuple(m.name.split("/"))
                 if not (m.isfile() and m.name.endswith(".txt") and len(parts) >= 4):
                     continue
                 if parts[-2] == "gt":
