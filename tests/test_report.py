@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from wsal.report import collect, main, stil_study
@@ -75,3 +76,39 @@ def test_cli_and_empty_folder(tmp_path, capsys):
     _write(tmp_path, "stil", 0.2)
     assert main(["stil", str(tmp_path), "--out", str(tmp_path / "r")]) == 0
     assert "STIL study" in capsys.readouterr().out
+
+
+def test_stil_study_over_replicates_mean_std_and_per_seed_orderings(tmp_path):
+    """Two sweeps (dataset seeds 0 and 1): cells are mean ± std (n); an ordering that holds on
+    the means but not in every replicate says so."""
+    for seed, vals in [(0, {"stil": 0.3, "fig5_both": 0.4}), (1, {"stil": 0.5, "fig5_both": 0.45})]:
+        root = tmp_path / f"sweep{seed}"
+        for p, m in vals.items():
+            _write(root, p, m)
+            hyd = root / p / ".hydra"
+            hyd.mkdir()
+            (hyd / "config.yaml").write_text(f"seed: 0\ndataset:\n  seed: {seed}\n")
+    res = stil_study([tmp_path / "sweep0", tmp_path / "sweep1"], tmp_path / "out")
+    assert res["replicates"] == ["dataset.seed=0 seed=0", "dataset.seed=1 seed=0"]
+    assert res["table1"]["STIL"]["mAP@0.5"] == pytest.approx(0.4)
+    assert res["fig5"]["both"] == pytest.approx(0.425)
+    # 0.4 < 0.425 on the means; per seed 0.3 < 0.4 holds, 0.5 < 0.45 does not
+    assert (
+        res["checks"]["Figure 5: none < both"] == "holds on the means; holds in 1 of 2 replicates"
+    )
+    md = (tmp_path / "out" / "stil_study.md").read_text()
+    sd = float(np.std([0.3, 0.5], ddof=1))
+    assert f"| STIL | 0.5000 ± {sd:.4f} (2) | 0.4000 ± {sd:.4f} (2) |" in md
+    assert "| fig5_both | 0.4000 | 0.4500 |" in md  # per-replicate table
+    assert (
+        main(
+            [
+                "stil",
+                str(tmp_path / "sweep0"),
+                str(tmp_path / "sweep1"),
+                "--out",
+                str(tmp_path / "o2"),
+            ]
+        )
+        == 0
+    )

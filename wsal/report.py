@@ -44,6 +44,7 @@ from wsal.atomic import atomic_write_json, atomic_write_text
 
 __all__ = [
     "collect",
+    "collect_replicates",
     "stil_study",
     "RunRecord",
     "SweepTable",
@@ -73,10 +74,43 @@ FIG6 = [("stil", "labels")] + [
 ]
 
 
+def _replicate_key(run: Path) -> str:
+    """``dataset.seed=<s> seed=<s>`` of a run folder (its saved config), or ``""`` if unknown."""
+    cfg = run / ".hydra" / "config.yaml"
+    if not cfg.exists():
+        return ""
+    from omegaconf import OmegaConf
+
+    c = OmegaConf.load(cfg)
+    return f"dataset.seed={OmegaConf.select(c, 'dataset.seed')} seed={OmegaConf.select(c, 'seed')}"
+
+
+def collect_replicates(
+    run_dirs: str | Path | Sequence[str | Path],
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """``{study point: {replicate: results}}`` over every ``results.json`` under ``run_dirs``;
+    a replicate is a (dataset seed, seed) pair read from the run's saved config (newest wins)."""
+    dirs = [run_dirs] if isinstance(run_dirs, (str, Path)) else list(run_dirs)
+    files = sorted(
+        (f for d in dirs for f in Path(d).rglob("results.json")), key=lambda p: p.stat().st_mtime
+    )
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for f in files:
+        try:
+            res = json.loads(f.read_text())
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{f}: not valid JSON ({e})") from e
+        point = (res.get("study") or {}).get("point")
+        if point:
+            res["_path"] = str(f.parent)
+            out.setdefault(point, {})[_replicate_key(f.parent)] = res
+    return out
+
+
 def collect(run_dir: str | Path) -> dict[str, dict[str, Any]]:
     """``{study point: results}`` of every ``results.json`` under ``run_dir`` (newest wins)."""
-    out: dict[str, dict[str, Any]] = {}
     files = sorted(Path(run_dir).rglob("results.json"), key=lambda p: p.stat().st_mtime)
+    out: dict[str, dict[str, Any]] = {}
     for f in files:
         try:
             res = json.loads(f.read_text())
@@ -104,51 +138,104 @@ def _holds(values: Sequence[float]) -> str:
     return "holds" if all(a < b for a, b in zip(v, v[1:])) else "does not hold"
 
 
-def stil_study(run_dir: str | Path, out_dir: str | Path | None = None) -> dict[str, Any]:
-    """Write the study's tables and plots (see the module docstring); return the numbers."""
+def _stats(reps: dict[str, dict[str, Any]] | None, iou: str = "0.5") -> tuple[float, float, int]:
+    """Mean, sample std (nan for n < 2) and n of a point's mAP over its replicates."""
+    v = np.array([_map(r, iou) for r in (reps or {}).values()], dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return float("nan"), float("nan"), 0
+    return float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else float("nan"), int(v.size)
+
+
+def _study_cell(reps: dict[str, dict[str, Any]] | None, iou: str, multi: bool) -> str:
+    m, sd, n = _stats(reps, iou)
+    if not multi or n < 2:
+        return _fmt(m)
+    return f"{m:.4f} ± {sd:.4f} ({n})"
+
+
+def _ordering(
+    reps: dict[str, dict[str, dict[str, Any]]], points: Sequence[str], multi: bool
+) -> str:
+    """Whether the points' mAP@0.5 increase in this order: on the means, and with replicates,
+    in how many of the replicates every point has."""
+    verdict = _holds([_stats(reps.get(p))[0] for p in points])
+    if not multi or verdict == "incomplete":
+        return verdict
+    common = set.intersection(*(set(reps.get(p, {})) for p in points))
+    per = [_holds([_map(reps[p][k]) for p in points]) == "holds" for k in sorted(common)]
+    return f"{verdict} on the means; holds in {sum(per)} of {len(per)} replicates"
+
+
+def stil_study(
+    run_dir: str | Path | Sequence[str | Path], out_dir: str | Path | None = None
+) -> dict[str, Any]:
+    """Write the study's tables and plots (see the module docstring); return the numbers.
+
+    ``run_dir``: one multirun folder or several (e.g. one per dataset seed); runs of the same
+    study point with different (dataset seed, seed) are replicates: each cell is then
+    ``mean ± std (n)``, a per-replicate table follows and each ordering says in how many
+    replicates it holds.
+    """
     from wsal import viz
 
-    runs = collect(run_dir)
-    if not runs:
+    dirs = [run_dir] if isinstance(run_dir, (str, Path)) else list(run_dir)
+    reps = collect_replicates(dirs)
+    if not reps:
         raise FileNotFoundError(f"{run_dir}: no results.json with a study point under it")
-    out = Path(out_dir or run_dir)
+    multi = any(len(r) > 1 for r in reps.values())
+    out = Path(out_dir or dirs[0])
     out.mkdir(parents=True, exist_ok=True)
-    any_res = next(iter(runs.values()))
+    any_res = next(iter(next(iter(reps.values())).values()))
     proto = f"protocol={any_res['protocol']}, nms={any_res['nms']:g}, split={any_res['split']}"
     t1 = {
-        name: {"mAP@0.5": _map(runs.get(p)), "mAP@0.2": _map(runs.get(p), "0.2")}
+        name: {"mAP@0.5": _stats(reps.get(p))[0], "mAP@0.2": _stats(reps.get(p), "0.2")[0]}
         for p, name in TABLE1
     }
-    f5 = {name: _map(runs.get(p)) for p, name in FIG5}
-    f6 = {
-        name: {
-            "cost_s": float(runs[p]["annotation_cost_s"]) if p in runs else float("nan"),
-            "mAP@0.5": _map(runs.get(p)),
-        }
-        for p, name in FIG6
-    }
+    f5 = {name: _stats(reps.get(p))[0] for p, name in FIG5}
+
+    def cost(p: str) -> float:
+        c = [float(r["annotation_cost_s"]) for r in reps.get(p, {}).values()]
+        return float(np.mean(c)) if c else float("nan")
+
+    f6 = {name: {"cost_s": cost(p), "mAP@0.5": _stats(reps.get(p))[0]} for p, name in FIG6}
     checks = {
-        "Table 1: MIL < GMIL(10) < STIL w/o Prim < STIL": _holds(
-            [t1[k]["mAP@0.5"] for k in ("MIL", "GMIL µ=10", "STIL w/o Temporal Prim", "STIL")]
+        "Table 1: MIL < GMIL(10) < STIL w/o Prim < STIL": _ordering(
+            reps, ["table1_mil", "table1_gmil10", "table1_stil_noprim", "stil"], multi
         ),
-        "Figure 5: none < both": _holds([f5["none"], f5["both"]]),
-        "Figure 6: labels < boxes": _holds([f6["labels"]["mAP@0.5"], f6["boxes"]["mAP@0.5"]]),
+        "Figure 5: none < both": _ordering(reps, ["stil", "fig5_both"], multi),
+        "Figure 6: labels < boxes": _ordering(reps, ["stil", "fig6_boxes"], multi),
     }
+    n_runs = sum(len(r) for r in reps.values())
+    replicates = sorted({k for r in reps.values() for k in r})
+    where = ", ".join(f"`{d}`" for d in dirs)
     lines = [
-        f"# STIL study on {any_res.get('dataset', '?')} ({len(runs)} runs, {proto})",
+        f"# STIL study on {any_res.get('dataset', '?')} ({n_runs} runs, {proto})",
         "",
-        f"Runs: `{run_dir}`. Video-mAP as in the ACT/MOC reference (`{proto}`).",
+        f"Runs: {where}. Video-mAP as in the ACT/MOC reference (`{proto}`).",
+    ]
+    if multi:
+        lines += [
+            "",
+            f"{len(replicates)} replicates ({'; '.join(r or '?' for r in replicates)}): each cell "
+            "is mean ± sample std (n) over them.",
+        ]
+    lines += [
         "",
         "## Table 1: selection strategies (video labels only, no reranking)",
         "",
         "| method | video-mAP@0.2 | video-mAP@0.5 |",
         "|---|---|---|",
     ]
-    lines += [f"| {k} | {_fmt(v['mAP@0.2'])} | {_fmt(v['mAP@0.5'])} |" for k, v in t1.items()]
+    lines += [
+        f"| {name} | {_study_cell(reps.get(p), '0.2', multi)} | {_study_cell(reps.get(p), '0.5', multi)} |"
+        for p, name in TABLE1
+    ]
     lines += ["", "## Figure 5: reranking (STIL, video labels)", ""]
     lines += ["| reranking | video-mAP@0.2 | video-mAP@0.5 |", "|---|---|---|"]
     lines += [
-        f"| {name} | {_fmt(_map(runs.get(p), '0.2'))} | {_fmt(f5[name])} |" for p, name in FIG5
+        f"| {name} | {_study_cell(reps.get(p), '0.2', multi)} | {_study_cell(reps.get(p), '0.5', multi)} |"
+        for p, name in FIG5
     ]
     lines += ["", "## Figure 6: supervision level vs annotation cost (STIL, no reranking)", ""]
     lines += [
@@ -156,23 +243,32 @@ def stil_study(run_dir: str | Path, out_dir: str | Path | None = None) -> dict[s
         "|---|---|---|---|",
     ]
     lines += [
-        f"| {name} | {f6[name]['cost_s']:.2f} | {_fmt(_map(runs.get(p), '0.2'))} | "
-        f"{_fmt(f6[name]['mAP@0.5'])} |"
+        f"| {name} | {f6[name]['cost_s']:.2f} | {_study_cell(reps.get(p), '0.2', multi)} | "
+        f"{_study_cell(reps.get(p), '0.5', multi)} |"
         for p, name in FIG6
     ]
+    if multi:
+        lines += ["", "## video-mAP@0.5 per replicate", ""]
+        lines += ["| point | " + " | ".join(replicates) + " |"]
+        lines += ["|---|" + "---|" * len(replicates)]
+        for p, _ in TABLE1 + FIG5[1:] + FIG6[1:]:
+            r = reps.get(p, {})
+            lines += [f"| {p} | " + " | ".join(_fmt(_map(r.get(k))) for k in replicates) + " |"]
     lines += ["", "## The paper's orderings", ""]
     lines += [f"- {k}: **{v}**" for k, v in checks.items()]
     atomic_write_text(out / "stil_study.md", "\n".join(lines) + "\n")
     viz.plot_bars(
         {k: v for k, v in f5.items() if np.isfinite(v)},
         out / "fig5_reranking.png",
-        title="STIL reranking (video-mAP@0.5)",
+        title="STIL reranking (video-mAP@0.5" + (", mean over replicates)" if multi else ")"),
         ylabel="video-mAP@0.5",
     )
     pts = {k: (v["cost_s"], v["mAP@0.5"]) for k, v in f6.items() if np.isfinite(v["mAP@0.5"])}
     viz.plot_cost(pts, out / "fig6_supervision.png", title="STIL: mAP@0.5 vs annotation cost")
     res = {"protocol": proto, "table1": t1, "fig5": f5, "fig6": f6, "checks": checks}
-    res["runs"] = {p: r["_path"] for p, r in runs.items()}
+    res["runs"] = {p: {k: r["_path"] for k, r in rr.items()} for p, rr in reps.items()}
+    res["replicates"] = replicates
+    res["per_replicate"] = {p: {k: _map(r) for k, r in rr.items()} for p, rr in reps.items()}
     atomic_write_json(out / "stil_study.json", res, indent=1)
     return res
 
@@ -679,11 +775,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["stil"]:
         p = argparse.ArgumentParser(prog="python -m wsal.report stil", description=STIL_HELP)
-        p.add_argument("run_dir", help="multirun folder (searched recursively for results.json)")
-        p.add_argument("--out", default=None, help="report folder (default: run_dir)")
+        p.add_argument(
+            "run_dir",
+            nargs="+",
+            help="multirun folder(s), searched recursively for results.json (several: replicates,"
+            " e.g. one sweep per dataset seed)",
+        )
+        p.add_argument("--out", default=None, help="report folder (default: the first run_dir)")
         args = p.parse_args(argv[1:])
         res = stil_study(args.run_dir, args.out)
-        print((Path(args.out or args.run_dir) / "stil_study.md").read_text())
+        print((Path(args.out or args.run_dir[0]) / "stil_study.md").read_text())
         return 0 if res else 1
     if argv[:1] == ["sweep"]:  # explicit form, for a folder that happens to be called "stil"
         argv = argv[1:]
