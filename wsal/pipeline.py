@@ -298,8 +298,7 @@ def save_pictures(
     curves = {f"st-IoU {t}": np.asarray(r) for t, r in res["proposal_recall"].items()}
     viz.plot_recall(curves, out / "recall.png", title=f"proposal recall ({res['protocol']})")
     # pr.png: per-class precision-recall at st-IoU 0.5 (the W&B / TensorBoard media of the run)
-    from wsal.evaluation import GroundTruth
-    from wsal.viz_cli import pr_curves
+    from wsal.evaluation import GroundTruth, pr_curves
 
     pr = pr_curves(
         GroundTruth.from_index(index, res["split"]), results, 0.5, res["protocol"], res["nms"]

@@ -35,74 +35,13 @@ import numpy as np
 
 from wsal import viz
 from wsal.data.annotations import DatasetIndex
-from wsal.evaluation.protocol import (
-    PROTOCOLS,
-    GroundTruth,
-    _det_gt_ious,
-    _greedy_match,
-    _prepare,
-    _voc_match,
-    pr_to_ap_act,
-    pr_to_ap_voc,
-)
+from wsal.evaluation.protocol import PROTOCOLS, GroundTruth, pr_curves
 from wsal.structures import TubeDetections
 
 __all__ = ["pr_curves", "pick_videos", "load_run", "main"]
 
 
 # ------------------------------------------------------------------------------------ PR curves
-def pr_curves(
-    gt: GroundTruth,
-    dets: TubeDetections,
-    tau: float = 0.5,
-    protocol: str = "act",
-    nms: float = 0.3,
-) -> dict[str, tuple[np.ndarray, np.ndarray, float]]:
-    """Per-class precision-recall curves at st-IoU ``tau``, with the matching of
-    :func:`wsal.evaluation.video_ap` (same NMS, ordering and matcher; DESIGN §7).
-
-    Returns ``{class name: (precision float64[P], recall float64[P], AP)}``, points in score order.
-    ``act``: the reference's curve, stored in float32 with a first point (precision 1, recall 0),
-    so ``AP`` = its trapezoid area; ``voc``: the raw curve (no first point), ``AP`` = all-point
-    interpolated. A class without detections has the single point (1, 0) (act) or none (voc).
-    ``AP`` equals ``video_ap(...).ap[tau]`` class for class (tested).
-    """
-    if protocol not in PROTOCOLS:
-        raise ValueError(f"unknown protocol {protocol!r}; choose one of {PROTOCOLS}")
-    plus_one = protocol == "act"
-    # The steps of video_ap up to the per-class TP vector, which it does not return.
-    dets, keep, vpos, _ = _prepare(gt, dets, nms, plus_one)
-    L = len(gt.labels)
-    dkey, ious, ngt = _det_gt_ious(gt, dets, keep, vpos, plus_one)
-    k_label, k_score = dets.label[keep], dets.score[keep]
-    starts = np.searchsorted(k_label, np.arange(L + 1))  # kept detections are sorted by class
-    ranks = np.empty(keep.size, np.int64)
-    for c in range(L):
-        a, b = starts[c], starts[c + 1]
-        ranks[a + np.argsort(-k_score[a:b])] = np.arange(b - a)  # rank within class, by score
-    match_order = np.lexsort((ranks, dkey))
-    matcher = _greedy_match if protocol == "act" else _voc_match
-    tp_m = matcher(dkey[match_order], ious[match_order], float(tau))
-    tp = np.empty(keep.size, bool)
-    tp[match_order] = tp_m
-    out: dict[str, tuple[np.ndarray, np.ndarray, float]] = {}
-    for c, name in enumerate(gt.labels):
-        a, b = starts[c], starts[c + 1]
-        tp_c = np.empty(b - a, bool)  # [D_c] in score order
-        tp_c[ranks[a:b]] = tp[a:b]
-        ctp = np.cumsum(tp_c, dtype=np.int64)  # [D_c]
-        n = np.arange(1, tp_c.size + 1)  # [D_c] detections so far
-        prec, rec = ctp / n, (ctp / ngt[c] if ngt[c] > 0 else np.zeros(tp_c.size))
-        if protocol == "act":  # the reference's float32 curve with its (1, 0) start
-            prec = np.concatenate([[1.0], prec]).astype(np.float32).astype(np.float64)
-            rec = np.concatenate([[0.0], rec]).astype(np.float32).astype(np.float64)
-            ap = pr_to_ap_act(tp_c, int(ngt[c]))
-        else:
-            ap = pr_to_ap_voc(tp_c, int(ngt[c]))
-        out[name] = (prec, rec, ap)
-    return out
-
-
 # ------------------------------------------------------------------------------------- run data
 def load_run(run_dir: str | Path) -> tuple[Any, dict[str, Any] | None, Any]:
     """``(PreparedDataset, results.json or None, run config)`` of a train.py run folder.

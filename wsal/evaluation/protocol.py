@@ -328,22 +328,18 @@ def _det_gt_ious(
     return dkey, ious, ngt
 
 
-def video_ap(
+def _class_tp(
     gt: GroundTruth,
     dets: TubeDetections,
-    thresholds: Sequence[float] = (0.2, 0.5, 0.75),
-    protocol: str = "act",
-    nms: float = 0.3,
-    with_coco: bool = True,
-) -> VideoAPResult:
-    """Video-AP per class at each threshold (and at 0.5:0.05:0.95 when ``with_coco``).
-
-    ``dets`` labels index ``gt.labels``; detections of videos outside ``gt.videos`` are ignored.
-    See the module docstring for the exact protocol.
-    """
+    taus: Sequence[float],
+    protocol: str,
+    nms: float,
+    warn_no_gt: bool = True,
+) -> tuple[dict[float, list[np.ndarray]], np.ndarray, int]:
+    """The matching of video-AP: ``({tau: [bool[D_c] per class, in score order]}, ngt int[L],
+    number of detections in)``. Shared by :func:`video_ap` and :func:`pr_curves`."""
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r}; choose one of {PROTOCOLS}")
-    t0 = time.perf_counter()
     plus_one = protocol == "act"
     dets, keep, vpos, n_in = _prepare(gt, dets, nms, plus_one)
     L = len(gt.labels)
@@ -357,33 +353,87 @@ def video_ap(
         ranks[a + np.argsort(-k_score[a:b])] = np.arange(b - a)  # inverse permutation
     # match order: by group key, then rank within class (the group's detections in score order)
     match_order = np.lexsort((ranks, dkey))
-    taus = sorted(
-        {_key(t) for t in list(thresholds) + (list(COCO_THRESHOLDS) if with_coco else [])}
-    )
     no_gt = [gt.labels[c] for c in range(L) if ngt[c] == 0 and starts[c + 1] > starts[c]]
-    if no_gt:
+    if no_gt and warn_no_gt:
         warnings.warn(
             f"{len(no_gt)} class(es) have detections but no ground truth in the evaluated videos "
             f"(AP = 0, counted in the mAP): {no_gt[:5]}",
-            stacklevel=2,
+            stacklevel=3,
         )
     matcher = _greedy_match if protocol == "act" else _voc_match
-    to_ap = pr_to_ap_act if protocol == "act" else pr_to_ap_voc
-    ap: dict[float, np.ndarray] = {}
+    out: dict[float, list[np.ndarray]] = {}
     for tau in taus:
         tp_m = matcher(dkey[match_order], ious[match_order], tau)
         tp = np.empty(keep.size, bool)
         tp[match_order] = tp_m
-        ap_t = np.zeros(L)
+        per_class = []
         for c in range(L):
             a, b = starts[c], starts[c + 1]
             tp_sorted = np.empty(b - a, bool)
             tp_sorted[ranks[a:b]] = tp[a:b]
-            ap_t[c] = to_ap(tp_sorted, int(ngt[c]))
-        ap[tau] = ap_t
+            per_class.append(tp_sorted)
+        out[tau] = per_class
+    return out, ngt, n_in
+
+
+def video_ap(
+    gt: GroundTruth,
+    dets: TubeDetections,
+    thresholds: Sequence[float] = (0.2, 0.5, 0.75),
+    protocol: str = "act",
+    nms: float = 0.3,
+    with_coco: bool = True,
+) -> VideoAPResult:
+    """Video-AP per class at each threshold (and at 0.5:0.05:0.95 when ``with_coco``).
+
+    ``dets`` labels index ``gt.labels``; detections of videos outside ``gt.videos`` are ignored.
+    See the module docstring for the exact protocol.
+    """
+    t0 = time.perf_counter()
+    taus = sorted(
+        {_key(t) for t in list(thresholds) + (list(COCO_THRESHOLDS) if with_coco else [])}
+    )
+    tps, ngt, n_in = _class_tp(gt, dets, taus, protocol, nms)
+    to_ap = pr_to_ap_act if protocol == "act" else pr_to_ap_voc
+    ap = {
+        tau: np.array([to_ap(tp_c, int(ngt[c])) for c, tp_c in enumerate(tps[tau])]) for tau in taus
+    }
     return VideoAPResult(
         protocol, float(nms), list(gt.labels), ap, n_in, gt.num_tubes, time.perf_counter() - t0
     )
+
+
+def pr_curves(
+    gt: GroundTruth,
+    dets: TubeDetections,
+    tau: float = 0.5,
+    protocol: str = "act",
+    nms: float = 0.3,
+) -> dict[str, tuple[np.ndarray, np.ndarray, float]]:
+    """Per-class precision-recall curves at st-IoU ``tau``, with the matching of
+    :func:`video_ap` (same NMS, ordering and matcher; DESIGN §7).
+
+    Returns ``{class name: (precision float64[P], recall float64[P], AP)}``, points in score order.
+    ``act``: the reference's curve, stored in float32 with a first point (precision 1, recall 0),
+    so ``AP`` = its trapezoid area; ``voc``: the raw curve (no first point), ``AP`` = all-point
+    interpolated. A class without detections has the single point (1, 0) (act) or none (voc).
+    ``AP`` equals ``video_ap(...).ap[tau]`` class for class (tested).
+    """
+    tps, ngt, _ = _class_tp(gt, dets, [float(tau)], protocol, nms, warn_no_gt=False)
+    out: dict[str, tuple[np.ndarray, np.ndarray, float]] = {}
+    for c, name in enumerate(gt.labels):
+        tp_c = tps[float(tau)][c]  # [D_c] in score order
+        ctp = np.cumsum(tp_c, dtype=np.int64)  # [D_c]
+        n = np.arange(1, tp_c.size + 1)  # [D_c] detections so far
+        prec, rec = ctp / n, (ctp / ngt[c] if ngt[c] > 0 else np.zeros(tp_c.size))
+        if protocol == "act":  # the reference's float32 curve with its (1, 0) start
+            prec = np.concatenate([[1.0], prec]).astype(np.float32).astype(np.float64)
+            rec = np.concatenate([[0.0], rec]).astype(np.float32).astype(np.float64)
+            ap = pr_to_ap_act(tp_c, int(ngt[c]))
+        else:
+            ap = pr_to_ap_voc(tp_c, int(ngt[c]))
+        out[name] = (prec, rec, ap)
+    return out
 
 
 def auc(map_by_threshold: dict[float, float]) -> float:
