@@ -19,11 +19,26 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger("wsal.train")
+
+
+class Stages(NamedTuple):
+    """The instantiated stages of one run."""
+
+    dataset: Any
+    detector: Any
+    linker: Any
+    method: Any
+    reranker: Any
+    supervision: Any
+    loggers: list
+    spec: Any
+    run_info: dict
 
 
 def build_loggers(cfg: DictConfig, wandb_id: str | None = None) -> list:
@@ -84,37 +99,13 @@ def run(
         "choices": {k: v for k, v in choices.items() if not k.startswith("hydra")},
         "study": OmegaConf.to_container(cfg.study) if cfg.get("study") else None,
     }
+    st = Stages(dataset, detector, linker, method, reranker, supervision, loggers, spec, run_info)
     if isinstance(method, functools.partial) and getattr(
         method.func, "trains_on_box_features", False
     ):  # STIL and its baselines: box features + EM, no video decoding while training
-        res = train_stil(
-            cfg,
-            dataset,
-            detector,
-            linker,
-            method,
-            reranker,
-            supervision,
-            loggers,
-            spec,
-            run_info,
-            ckpt_path,
-            fit,
-        )
+        res = train_stil(cfg, st, ckpt_path, fit)
     elif isinstance(method, functools.partial):  # a trainable method, built once L is known
-        res = train_and_evaluate(
-            cfg,
-            dataset,
-            detector,
-            linker,
-            method,
-            reranker,
-            loggers,
-            spec,
-            run_info,
-            ckpt_path,
-            fit,
-        )
+        res = train_and_evaluate(cfg, st, ckpt_path, fit)
     else:
         prepared = dataset.prepare()
         run_info["method"] = method.name
@@ -182,20 +173,7 @@ def single_device_trainer(cfg: DictConfig):
     )
 
 
-def train_stil(
-    cfg,
-    dataset,
-    detector,
-    linker,
-    method_factory,
-    reranker,
-    supervision,
-    loggers,
-    spec,
-    run_info,
-    ckpt_path=None,
-    fit=True,
-) -> dict:
+def train_stil(cfg: DictConfig, st: Stages, ckpt_path=None, fit=True) -> dict:
     """STIL / MIL / GMIL: box features (cached), EM training with Lightning, test tubes."""
     from hydra.utils import instantiate
 
@@ -216,17 +194,18 @@ def train_stil(
             num_sanity_val_steps=0,
         )
 
-    run_info = {**run_info, "features": cfg.features.get("_target_", "").rsplit(".", 1)[-1]}
+    loggers = st.loggers
+    run_info = {**st.run_info, "features": cfg.features.get("_target_", "").rsplit(".", 1)[-1]}
     return run_stil(
-        dataset.prepare(),
-        detector,
-        linker,
-        method_factory,
-        reranker,
-        supervision,
+        st.dataset.prepare(),
+        st.detector,
+        st.linker,
+        st.method,
+        st.reranker,
+        st.supervision,
         instantiate(cfg.features),
         make_trainer,
-        spec,
+        st.spec,
         cfg.paths.output_dir,
         cfg.paths.cache_dir,
         run_info,
@@ -235,29 +214,18 @@ def train_stil(
     )
 
 
-def train_and_evaluate(
-    cfg,
-    dataset,
-    detector,
-    linker,
-    method_factory,
-    reranker,
-    loggers,
-    spec,
-    run_info,
-    ckpt_path=None,
-    fit=True,
-) -> dict | None:
+def train_and_evaluate(cfg: DictConfig, st: Stages, ckpt_path=None, fit=True) -> dict | None:
     """Fit a trainable method on the train split (resuming from ``ckpt_path``), predict the
     evaluation split on one device, evaluate. ``fit=False``: load the method from ``ckpt_path``."""
     from hydra.utils import instantiate
 
     from wsal.pipeline import report, tube_scores_to_detections
 
+    spec, reranker, loggers, method_factory = st.spec, st.reranker, st.loggers, st.method
     dm = instantiate(cfg.data)(
-        dataset=dataset,
-        detector=detector,
-        linker=linker,
+        dataset=st.dataset,
+        detector=st.detector,
+        linker=st.linker,
         cache_dir=cfg.paths.cache_dir,
         test_split=spec.split,
     )
@@ -300,7 +268,7 @@ def train_and_evaluate(
         results = reranker(results)
     timings["predict_s"] = time.perf_counter() - t
     info = {
-        **run_info,
+        **st.run_info,
         "method": model.name,
         "epochs": epochs,
         "num_train_videos": len(dm.split_videos("fit")),

@@ -14,6 +14,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import open_dict
 
+from tests.tiny import TINY
+
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
 GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir())
@@ -23,15 +25,6 @@ REQUIRED = {
     ("dataset", "custom"): ["dataset.annotations={gt}"],
     ("detector", "file"): ["detector.path={dets}"],
 }
-TINY = [
-    "dataset.videos_per_class_train=1",
-    "dataset.videos_per_class_test=1",
-    "dataset.width=64",
-    "dataset.height=48",
-    "dataset.min_frames=16",
-    "dataset.max_frames=20",
-    "dataset.progress=false",
-]
 
 
 def compose_cfg(tmp_path, overrides, name="config"):

@@ -10,6 +10,7 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
+from tests.tiny import tiny_synthactors
 from wsal.data.annotations import GTTube
 from wsal.data.datamodule import (
     ActorTubeDataModule,
@@ -19,7 +20,6 @@ from wsal.data.datamodule import (
     gt_tube_index,
     stratified_holdout,
 )
-from wsal.data.datasets import SynthActors
 from wsal.data.video import VideoReader, sample_segment_indices
 from wsal.detectors import StoredDetections
 from wsal.linking.linkers import TemporalPrimLinker
@@ -32,18 +32,7 @@ T = 8  # frames per clip: videos have 16-20 frames, so segments hold 2+ frames (
 def synth(tmp_path_factory):
     """(dataset, cache dir): 3 classes x (2 train + 1 test) videos of 64x48, 16-20 frames."""
     root = tmp_path_factory.mktemp("synth")
-    ds = SynthActors(
-        root=str(root / "synthactors"),
-        progress=False,
-        classes=("wave", "jump", "cartwheel"),
-        videos_per_class_train=2,
-        videos_per_class_test=1,
-        width=64,  # decord mis-decodes some widths (e.g. 48); 64 keeps its fast path
-        height=48,
-        min_frames=16,
-        max_frames=20,
-    )
-    ds.prepare()
+    ds = tiny_synthactors(root)
     return ds, root / "cache"
 
 

@@ -18,8 +18,8 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
+from tests.tiny import tiny_synthactors
 from wsal.data.datamodule import ActorTubeDataModule
-from wsal.data.datasets import SynthActors
 from wsal.detectors import StoredDetections
 from wsal.evaluation import GroundTruth, video_ap
 from wsal.linking.linkers import TemporalPrimLinker
@@ -30,18 +30,7 @@ from wsal.pipeline import tube_scores_to_detections
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory):
     root = tmp_path_factory.mktemp("ddp")
-    ds = SynthActors(
-        root=str(root / "synthactors"),
-        progress=False,
-        classes=("wave", "jump", "cartwheel"),
-        videos_per_class_train=2,
-        videos_per_class_test=1,
-        width=64,
-        height=48,
-        min_frames=16,
-        max_frames=20,
-    )
-    ds.prepare()
+    ds = tiny_synthactors(root)
     return ds, root / "cache"
 
 

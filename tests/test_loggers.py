@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.tiny import TINY
 from wsal.loggers import results_rows, wandb_api_key_configured, wandb_mode
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,13 +70,7 @@ def test_short_training_logs_offline_wandb_tensorboard_csv(tmp_path):
     args = [
         f"paths.data_dir={tmp_path}/data",
         f"hydra.run.dir={run}",
-        "dataset.videos_per_class_train=1",
-        "dataset.videos_per_class_test=1",
-        "dataset.width=64",
-        "dataset.height=48",
-        "dataset.min_frames=16",
-        "dataset.max_frames=20",
-        "dataset.progress=false",
+        *TINY,
         "experiment=actor_attention_temporal_prim_synthactors_labels",
         f"dataset.root={tmp_path}/data/synth",
         "trainer.max_epochs=1",

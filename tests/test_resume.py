@@ -19,6 +19,8 @@ import torch
 from pytorch_lightning.callbacks import Callback
 
 from tests.test_stil import planted_toy
+from tests.tiny import TINY as TINY_BASE
+from tests.tiny import tiny_synthactors
 from wsal import runs
 from wsal.callbacks import EpochCheckpoint
 from wsal.models.stil import STIL, STILDataModule, build_stil_data
@@ -87,21 +89,9 @@ def test_stil_killed_and_resumed_equals_uninterrupted(tmp_path):
 
 def test_actor_attention_killed_and_resumed_equals_uninterrupted(tmp_path):
     from tests.test_ddp import make_dm
-    from wsal.data.datasets import SynthActors
     from wsal.models.actor_attention import ActorAttention
 
-    ds = SynthActors(
-        root=str(tmp_path / "synthactors"),
-        progress=False,
-        classes=("wave", "jump", "cartwheel"),
-        videos_per_class_train=2,
-        videos_per_class_test=1,
-        width=64,
-        height=48,
-        min_frames=16,
-        max_frames=20,
-    )
-    ds.prepare()
+    ds = tiny_synthactors(tmp_path)
     synth = (ds, tmp_path / "cache")
 
     def model():
@@ -193,15 +183,7 @@ def test_record_failure(tmp_path):
     assert rec["overrides"] == ["method=x"] and runs.read_run(tmp_path)["status"] == "failed"
 
 
-TINY = [
-    "dataset.videos_per_class_train=2",
-    "dataset.videos_per_class_test=1",
-    "dataset.width=64",
-    "dataset.height=48",
-    "dataset.min_frames=16",
-    "dataset.max_frames=20",
-    "dataset.progress=false",
-]
+TINY = [*TINY_BASE, "dataset.videos_per_class_train=2"]
 
 
 def _train(args, **kw):

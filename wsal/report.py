@@ -85,42 +85,37 @@ def _replicate_key(run: Path) -> str:
     return f"dataset.seed={OmegaConf.select(c, 'dataset.seed')} seed={OmegaConf.select(c, 'seed')}"
 
 
+def _study_results(dirs: Sequence[str | Path]):
+    """``(point, run folder, results)`` of every study run's ``results.json``, oldest first."""
+    files = sorted(
+        (f for d in dirs for f in Path(d).rglob("results.json")), key=lambda p: p.stat().st_mtime
+    )
+    for f in files:
+        try:
+            res = json.loads(f.read_text())
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{f}: not valid JSON ({e})") from e
+        point = (res.get("study") or {}).get("point")
+        if point:
+            res["_path"] = str(f.parent)
+            yield point, f.parent, res
+
+
 def collect_replicates(
     run_dirs: str | Path | Sequence[str | Path],
 ) -> dict[str, dict[str, dict[str, Any]]]:
     """``{study point: {replicate: results}}`` over every ``results.json`` under ``run_dirs``;
     a replicate is a (dataset seed, seed) pair read from the run's saved config (newest wins)."""
     dirs = [run_dirs] if isinstance(run_dirs, (str, Path)) else list(run_dirs)
-    files = sorted(
-        (f for d in dirs for f in Path(d).rglob("results.json")), key=lambda p: p.stat().st_mtime
-    )
     out: dict[str, dict[str, dict[str, Any]]] = {}
-    for f in files:
-        try:
-            res = json.loads(f.read_text())
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{f}: not valid JSON ({e})") from e
-        point = (res.get("study") or {}).get("point")
-        if point:
-            res["_path"] = str(f.parent)
-            out.setdefault(point, {})[_replicate_key(f.parent)] = res
+    for point, folder, res in _study_results(dirs):
+        out.setdefault(point, {})[_replicate_key(folder)] = res
     return out
 
 
 def collect(run_dir: str | Path) -> dict[str, dict[str, Any]]:
     """``{study point: results}`` of every ``results.json`` under ``run_dir`` (newest wins)."""
-    files = sorted(Path(run_dir).rglob("results.json"), key=lambda p: p.stat().st_mtime)
-    out: dict[str, dict[str, Any]] = {}
-    for f in files:
-        try:
-            res = json.loads(f.read_text())
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{f}: not valid JSON ({e})") from e
-        point = (res.get("study") or {}).get("point")
-        if point:
-            res["_path"] = str(f.parent)
-            out[point] = res
-    return out
+    return {point: res for point, _, res in _study_results([run_dir])}
 
 
 def _map(res: dict[str, Any] | None, iou: str = "0.5") -> float:
