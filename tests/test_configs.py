@@ -14,7 +14,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import open_dict
 
-from tests.tiny import TINY
+from tests.tiny import TINY, TINY_ACTOR_ATTENTION
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
@@ -174,14 +174,8 @@ def test_train_actor_attention_end_to_end(tmp_path):
         f"paths.data_dir={tmp_path}/data",
         f"hydra.run.dir={run}",
         *TINY,
-        "experiment=actor_attention_temporal_prim_synthactors_labels",
+        *TINY_ACTOR_ATTENTION,
         "trainer.max_epochs=1",
-        "data.num_workers=0",
-        "data.num_frames=4",
-        "data.batch_size=2",
-        "linker.num_tubes=4",
-        "method.k=2",
-        "trainer.enable_progress_bar=false",
         "trainer.log_every_n_steps=1",
     ]
     out = subprocess.run(

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.tiny import TINY
+from tests.tiny import TINY, TINY_ACTOR_ATTENTION
 from wsal.loggers import results_rows, wandb_api_key_configured, wandb_mode
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -71,16 +71,10 @@ def test_short_training_logs_offline_wandb_tensorboard_csv(tmp_path):
         f"paths.data_dir={tmp_path}/data",
         f"hydra.run.dir={run}",
         *TINY,
-        "experiment=actor_attention_temporal_prim_synthactors_labels",
+        *TINY_ACTOR_ATTENTION,
         f"dataset.root={tmp_path}/data/synth",
         "trainer.max_epochs=1",
         "trainer.log_every_n_steps=1",
-        "data.num_workers=0",
-        "data.num_frames=4",
-        "data.batch_size=2",
-        "linker.num_tubes=4",
-        "method.k=2",
-        "trainer.enable_progress_bar=false",
         "logger=many",
     ]
     out = subprocess.run(

@@ -20,7 +20,7 @@ from pytorch_lightning.callbacks import Callback
 
 from tests.test_stil import planted_toy
 from tests.tiny import TINY as TINY_BASE
-from tests.tiny import tiny_synthactors
+from tests.tiny import TINY_ACTOR_ATTENTION, tiny_synthactors
 from wsal import runs
 from wsal.callbacks import EpochCheckpoint
 from wsal.models.stil import STIL, STILDataModule, build_stil_data
@@ -225,15 +225,9 @@ def test_train_py_killed_with_sigkill_then_rerun_resumes(tmp_path):
     common = [
         f"paths.data_dir={tmp_path}/data",
         *TINY,
-        "experiment=actor_attention_temporal_prim_synthactors_labels",
+        *TINY_ACTOR_ATTENTION,
         f"dataset.root={tmp_path}/data/synth",
         "trainer.max_epochs=5",
-        "data.num_workers=0",
-        "data.num_frames=4",
-        "data.batch_size=2",
-        "linker.num_tubes=4",
-        "method.k=2",
-        "trainer.enable_progress_bar=false",
     ]
     ref = _train([*common, f"hydra.run.dir={tmp_path}/ref", "resume=never"])
     assert ref.wait(timeout=600) == 0

@@ -37,3 +37,15 @@ def tiny_synthactors(root: str | Path, prepare: bool = True) -> SynthActors:
     if prepare:
         ds.prepare()
     return ds
+
+
+# + a tiny actor-attention run (the `make demo` experiment, 4 frames, 4 tubes, batches of 2)
+TINY_ACTOR_ATTENTION = [
+    "experiment=actor_attention_temporal_prim_synthactors_labels",
+    "data.num_workers=0",
+    "data.num_frames=4",
+    "data.batch_size=2",
+    "linker.num_tubes=4",
+    "method.k=2",
+    "trainer.enable_progress_bar=false",
+]
