@@ -287,3 +287,54 @@ def test_multirun_sweep_over_experiments_with_fast_dev_run(tmp_path):
 
     sweep_report(sweep, tmp_path / "report")
     assert "## Failed runs\n\nNone." in (tmp_path / "report" / "report.md").read_text()
+
+
+@pytest.mark.slow
+def test_multirun_sweep_over_real_dataset_experiments_on_stand_ins(tmp_path):
+    """The other experiments, `-m 'experiment=glob(*,exclude=*synthactors*)' debug=fast_dev_run`,
+    on stand-ins of UCF Sports, J-HMDB and UCF101-24 laid out as their configs expect (frame
+    folders, ACT pickle, the dataset's own detections: tests/tiny.py), on the CPU with randomly
+    initialised VGG16s on small frames. The actor linker's default tracker comes from
+    data/trackers when this checkout has trained it (else it is trained here, minutes)."""
+    from tests.tiny import fake_standard_dataset, tiny_synthactors
+
+    data = tmp_path / "data"
+    src = tiny_synthactors(tmp_path / "src")
+    for name in ("ucfsports", "jhmdb", "ucf101_24"):
+        fake_standard_dataset(name, data / name, src)
+    for sub in ("synthactors", "trackers"):
+        if (ROOT / "data" / sub).exists():
+            (data / sub).symlink_to(ROOT / "data" / sub)
+    sweep = tmp_path / "sweep"
+    args = [
+        "-m",
+        "experiment=glob(*,exclude=*synthactors*)",
+        "debug=fast_dev_run",
+        "trainer=cpu",
+        "detector=synthetic",  # the stand-ins' own detections.npz
+        "weights.vgg16=null",
+        f"paths.data_dir={data}",
+        f"hydra.sweep.dir={sweep}",
+        "data.frame_size=[48,64]",
+        "data.num_frames=4",
+        "data.batch_size=2",
+        "data.num_tubes=4",
+        "data.num_workers=0",
+        "linker.num_tubes=4",
+        "trainer.enable_progress_bar=false",
+    ]
+    out = subprocess.run(
+        [sys.executable, "train.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=3000
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    exps = [p for p in (CONF / "experiment").glob("*.yaml") if "synthactors" not in p.stem]
+    runs_ = sorted(p for p in sweep.iterdir() if p.is_dir() and p.name.isdigit())
+    assert len(runs_) == len(exps) == 6
+    seen = set()
+    for r in runs_:
+        assert not (r / "failed.json").exists(), (r / "failed.json").read_text()[-2000:]
+        res = json.loads((r / "results.json").read_text())
+        seen.add((res["dataset"], res["method"], res["linker"]))
+        assert 0 <= res["video_mAP"]["0.5"] <= 1 and res["num_videos"] == 3
+    assert {d for d, _, _ in seen} == {"ucfsports", "jhmdb", "ucf101_24"}
+    assert {m for _, m, _ in seen} == {"actor_attention", "stil"}

@@ -49,3 +49,53 @@ TINY_ACTOR_ATTENTION = [
     "method.k=2",
     "trainer.enable_progress_bar=false",
 ]
+
+
+def fake_standard_dataset(name: str, root: str | Path, source: SynthActors) -> Path:
+    """A stand-in for UCF Sports / J-HMDB / UCF101-24 under ``root`` in the layout their configs
+    expect (``Frames/<video>/00001.jpg``, an ACT ``*-GT.pkl`` under the spec's file name with its
+    class list and splits, and a ``detections.npz`` of the dataset's own), made of the tiny
+    SynthActors videos of ``source`` relabelled: every class gets one training video (so STIL has
+    a positive per class), the first three classes one test video; J-HMDB's three splits are the
+    same partition. For running the real-dataset experiment configs end to end without the data."""
+    import cv2
+    import numpy as np
+
+    from wsal.data.annotations import DatasetIndex, GTTube, VideoInfo, write_act_pkl
+    from wsal.data.datasets import SPECS
+    from wsal.data.detections import load_detections, save_detections
+    from wsal.data.video import read_frames
+
+    spec = SPECS[name]
+    root = Path(root)
+    src = source.prepare()
+    src_dets = load_detections(src.detections)
+    pool = list(src.index.videos)
+    train_n, test_n = len(spec.labels), 3
+    videos, dets, splits = {}, {}, {"train": [], "test": []}
+    ext = ".png" if "png" in (spec.frame_pattern or "") else ".jpg"
+    for i in range(train_n + test_n):
+        s = pool[i % len(pool)]
+        label = i if i < train_n else i - train_n
+        vid = f"{spec.labels[label]}/v{i:03d}"
+        info = src.index.videos[s]
+        t0 = info.tubes[0]
+        videos[vid] = VideoInfo(
+            nframes=info.nframes,
+            labels=[label],
+            tubes=[GTTube(label, t0.frames, t0.boxes)],
+            width=info.width,
+            height=info.height,
+        )
+        splits["train" if i < train_n else "test"].append(vid)
+        dets[vid] = src_dets[s]
+        folder = root / (spec.media_dir or "Frames") / vid
+        folder.mkdir(parents=True, exist_ok=True)
+        for f, img in enumerate(read_frames(src.index.video_path(s))):
+            cv2.imwrite(str(folder / f"{f + 1:05d}{ext}"), np.ascontiguousarray(img[..., ::-1]))
+    if spec.num_splits > 1:
+        for k in range(2, spec.num_splits + 1):
+            splits[f"train{k}"], splits[f"test{k}"] = list(splits["train"]), list(splits["test"])
+    write_act_pkl(DatasetIndex(list(spec.labels), splits, videos), root / spec.annotations)
+    save_detections(root / "detections.npz", dets)
+    return root

@@ -225,7 +225,8 @@ class StandardDataset:
         frame_pattern: frame file names (``str.format`` of the 1-based number) for the layout
             checks; None: any image files, in sorted order (e.g. raw UCF Sports folders).
         video_ext: None for frame folders, else the video files' extension (``".avi"``).
-        detections: a detections store of the dataset's own (optional).
+        detections: a detections store of the dataset's own (optional; default
+            ``<root>/detections.npz`` when it exists), used by ``detector=synthetic``.
         split_list / testlist: the UCF Sports split list / UCF101-24 test list when the
             annotation file needs one (default: beside it).
         actors: detector classes of the actors of interest (default: the spec's, person).
@@ -302,7 +303,10 @@ class StandardDataset:
             extra=[str(self.media_root.resolve()), self.split, self.video_ext],
         )
         name = self.name if self.split == 1 else f"{self.name}{self.split}"
-        return PreparedDataset(name, index, self.detections, f"{name}-{key}")
+        dets = self.detections
+        if dets is None and (self.root / "detections.npz").is_file():
+            dets = self.root / "detections.npz"  # the dataset's own detections (detector=synthetic)
+        return PreparedDataset(name, index, dets, f"{name}-{key}")
 
 
 class AnnotatedDataset:

@@ -110,6 +110,10 @@ class ActorLinker:
         self.checkpoint = checkpoint
         self.tracker_data = tracker_data
         self.tracker_config = dict(tracker_config or {})
+        if device == "auto":  # the GPU when there is one
+            import torch
+
+            device = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = device
         self.progress = progress
 
