@@ -7,6 +7,8 @@ show progress and expose a ``cache_key`` of every parameter that shapes their ou
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -96,9 +98,14 @@ class ActorLinker:
         tracker_config: Mapping[str, Any] | None = None,
         device: str | None = None,
         progress: bool = True,
+        backbone: str = "alexnet",
     ) -> None:
         if num_tubes < 1:
             raise ValueError(f"num_tubes must be >= 1, got {num_tubes}")
+        if backbone not in ("alexnet", "efficientnet_lite0"):
+            raise ValueError(
+                f"backbone must be 'alexnet' or 'efficientnet_lite0', got {backbone!r}"
+            )
         if not 0.0 <= suppress_iou <= 1.0:
             raise ValueError(f"suppress_iou must be in [0, 1], got {suppress_iou}")
         self.num_tubes = num_tubes
@@ -107,6 +114,7 @@ class ActorLinker:
         self.batch_seeds = batch_seeds
         self.snap_iou = snap_iou
         self.tracker = tracker
+        self._own_tracker = tracker is not None  # given in memory, not loaded from a checkpoint
         self.checkpoint = checkpoint
         self.tracker_data = tracker_data
         self.tracker_config = dict(tracker_config or {})
@@ -116,6 +124,7 @@ class ActorLinker:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = device
         self.progress = progress
+        self.backbone = backbone
 
     def _checkpoint(self) -> Path:
         if self.checkpoint:
@@ -129,6 +138,8 @@ class ActorLinker:
             return path
         if not self.tracker_data:
             raise ValueError("actor linker: give a tracker, a checkpoint or tracker_data")
+        if self.backbone == "efficientnet_lite0":
+            return pretrained_tracker_checkpoint(Path(self.tracker_data).parent / "trackers")
         from wsal.models.tracker import ensure_tracker
 
         return Path(ensure_tracker(self.tracker_data))
@@ -146,7 +157,7 @@ class ActorLinker:
         return self.tracker
 
     def cache_key(self) -> str:
-        if self.tracker is not None and self.checkpoint is None:
+        if self._own_tracker and self.checkpoint is None:
             tracker_id = f"object:{id(self.tracker)}"  # an in-memory tracker: no reuse across runs
         else:
             tracker_id = hashlib.sha1(self._checkpoint().read_bytes()).hexdigest()
@@ -195,3 +206,18 @@ class ActorLinker:
 def _no_frames(num_frames: int) -> np.ndarray:
     """A video without detections needs no pixels (it gets no tubes): skip decoding it."""
     return np.zeros((num_frames, 1, 1, 3), np.uint8)
+
+
+def pretrained_tracker_checkpoint(folder: str | os.PathLike) -> Path:
+    """The SiamFC tracker with the frozen ImageNet EfficientNet-Lite0 embedding
+    (``SiamFCConfig(**PRETRAINED_CONFIG)``, untrained: docs/real_footage.md) as a checkpoint file
+    ``folder/siamfc_lite0_<hash>.pt``, written once (so tube caches key on it like any tracker)."""
+    from wsal.linking.siamfc import PRETRAINED_CONFIG, SiamFCConfig, SiamFCNet, save_checkpoint
+
+    cfg = SiamFCConfig(**PRETRAINED_CONFIG)
+    digest = hashlib.sha256(json.dumps(cfg.to_dict(), sort_keys=True).encode()).hexdigest()[:12]
+    path = Path(folder) / f"siamfc_lite0_{digest}.pt"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_checkpoint(path, SiamFCNet(cfg), extra={"pretrained": "efficientnet_lite0 ImageNet"})
+    return path
