@@ -66,6 +66,8 @@ bench: $(STAMP) ## benchmarks (figures printed, never asserted)
 	$(PY) bench/bench_features.py
 	$(PY) bench/bench_stil_solver.py --threads 1
 	$(PY) bench/bench_detector.py
+	$(PY) bench/bench_hog.py
+	$(PY) bench/bench_trainer_throughput.py --steps 10
 
 clean: ## remove generated data, run folders and caches (keeps .venv)
 	rm -rf data outputs multirun reports lightning_logs wandb bench/out .pytest_cache .ruff_cache .mypy_cache
