@@ -73,7 +73,70 @@ def _read_store(path: Path, index: DatasetIndex) -> dict[str, Detections]:
     return {v: dets.get(v, Detections.empty(nframes[v])) for v in index.videos}
 
 
-class TorchvisionDetector:
+class _PredictDetector:
+    """What the detector backends that run a sharded Lightning predict share: the merged file's
+    path (dataset key + ``cache_key``), detect-unless-cached with resume, and loading. Subclasses
+    define ``name``, ``out_dir``, ``batch_frames``, ``num_workers``, ``progress``, ``params()``,
+    ``cache_key()``, ``build_module()`` and ``_run_kwargs()`` (devices, precision...)."""
+
+    name: str
+    out_dir: Path
+    batch_frames: int
+    num_workers: int
+    progress: bool
+
+    def params(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def cache_key(self, default: Path | None = None) -> str:
+        raise NotImplementedError
+
+    def build_module(self) -> Any:
+        raise NotImplementedError
+
+    def _run_kwargs(self) -> dict[str, Any]:
+        return {}
+
+    def output_path(self, index: DatasetIndex, videos: Sequence[str] | None = None) -> Path:
+        """The merged detections file of these videos (default: all) under ``out_dir``."""
+        from wsal.detection.predict import dataset_key, jobs_from_index
+
+        key = dataset_key(jobs_from_index(index, videos))
+        return self.out_dir / f"detections__{key}__{self.name}-{self.cache_key()}.npz"
+
+    def detect(
+        self,
+        index: DatasetIndex,
+        out: str | Path | None = None,
+        videos: Sequence[str] | None = None,
+    ) -> Path:
+        """Detect on ``videos`` of ``index`` (default: all) unless ``out`` (default:
+        :meth:`output_path`) exists; resumes from the shards beside it. Returns ``out``."""
+        from wsal.detection.predict import jobs_from_index, run_detection
+
+        out = Path(out) if out is not None else self.output_path(index, videos)
+        if out.exists():
+            return out
+        jobs = jobs_from_index(index, videos)
+        meta = {"detector": self.name, **self.params(), "videos": len(jobs)}
+        return run_detection(
+            jobs,
+            self.build_module(),
+            out,
+            batch_frames=self.batch_frames,
+            num_workers=self.num_workers,
+            progress=self.progress,
+            meta=meta,
+            **self._run_kwargs(),
+        )
+
+    def load(self, index: DatasetIndex, default: Path | None = None) -> dict[str, Detections]:
+        """Detections of every video of ``index`` (detected first on a cache miss; ``default``,
+        the dataset's own detections, is not used)."""
+        return _read_store(self.detect(index), index)
+
+
+class TorchvisionDetector(_PredictDetector):
     """Any torchvision detection model, run over a dataset's videos; keeps the actors of interest.
 
     Boxes are ``xyxy`` float pixels of the frames decoded at the index's size, frames 0-based,
@@ -171,13 +234,6 @@ class TorchvisionDetector:
         text = json.dumps(self.params(), sort_keys=True)
         return f"{self.model}-" + hashlib.sha1(text.encode()).hexdigest()[:12]
 
-    def output_path(self, index: DatasetIndex, videos: Sequence[str] | None = None) -> Path:
-        """The merged detections file of these videos (default: all) under ``out_dir``."""
-        from wsal.detection.predict import dataset_key, jobs_from_index
-
-        key = dataset_key(jobs_from_index(index, videos))
-        return self.out_dir / f"detections__{key}__{self.name}-{self.cache_key()}.npz"
-
     def build_module(self) -> Any:
         """The :class:`wsal.detection.DetectorModule` (model built, weights read)."""
         from wsal.detection.model import build_detector, class_ids
@@ -197,43 +253,17 @@ class TorchvisionDetector:
         keep = class_ids(resolved.categories, self.classes)
         return DetectorModule(net, keep, self.score_thresh, self.nms_iou, self.max_per_frame)
 
-    def detect(
-        self,
-        index: DatasetIndex,
-        out: str | Path | None = None,
-        videos: Sequence[str] | None = None,
-    ) -> Path:
-        """Detect on ``videos`` of ``index`` (default: all) unless ``out`` (default:
-        :meth:`output_path`) exists; resumes from the shards beside it. Returns ``out``."""
-        from wsal.detection.predict import jobs_from_index, run_detection
-
-        out = Path(out) if out is not None else self.output_path(index, videos)
-        if out.exists():
-            return out
-        jobs = jobs_from_index(index, videos)
-        meta = {"detector": self.name, **self.params(), "videos": len(jobs)}
-        return run_detection(
-            jobs,
-            self.build_module(),
-            out,
-            batch_frames=self.batch_frames,
-            accelerator=self.device,
-            devices=self.devices,
-            num_nodes=self.num_nodes,
-            strategy=self.strategy,
-            precision=self.precision,
-            num_workers=self.num_workers,
-            progress=self.progress,
-            meta=meta,
-        )
-
-    def load(self, index: DatasetIndex, default: Path | None = None) -> dict[str, Detections]:
-        """Detections of every video of ``index`` (detected first on a cache miss; ``default``,
-        the dataset's own detections, is not used)."""
-        return _read_store(self.detect(index), index)
+    def _run_kwargs(self) -> dict[str, Any]:
+        return {
+            "accelerator": self.device,
+            "devices": self.devices,
+            "num_nodes": self.num_nodes,
+            "strategy": self.strategy,
+            "precision": self.precision,
+        }
 
 
-class HogDetector:
+class HogDetector(_PredictDetector):
     """OpenCV's HOG people detector, multi-scale with NMS, over a dataset's videos.
 
     Boxes are ``xyxy`` float pixels of the frames decoded at the index's size, frames 0-based,
@@ -301,39 +331,5 @@ class HogDetector:
         text = json.dumps(self.params(), sort_keys=True)
         return "hog-" + hashlib.sha1(text.encode()).hexdigest()[:12]
 
-    def output_path(self, index: DatasetIndex, videos: Sequence[str] | None = None) -> Path:
-        """The merged detections file of these videos (default: all) under ``out_dir``."""
-        from wsal.detection.predict import dataset_key, jobs_from_index
-
-        key = dataset_key(jobs_from_index(index, videos))
-        return self.out_dir / f"detections__{key}__{self.name}-{self.cache_key()}.npz"
-
-    def detect(
-        self,
-        index: DatasetIndex,
-        out: str | Path | None = None,
-        videos: Sequence[str] | None = None,
-    ) -> Path:
-        """Detect on ``videos`` of ``index`` (default: all) unless ``out`` (default:
-        :meth:`output_path`) exists; resumes from the shards beside it. Returns ``out``."""
-        from wsal.detection.predict import jobs_from_index, run_detection
-
-        out = Path(out) if out is not None else self.output_path(index, videos)
-        if out.exists():
-            return out
-        jobs = jobs_from_index(index, videos)
-        meta = {"detector": self.name, **self.params(), "videos": len(jobs)}
-        return run_detection(
-            jobs,
-            self.build_module(),
-            out,
-            batch_frames=self.batch_frames,
-            accelerator="cpu",  # OpenCV: the frames never go to a GPU
-            num_workers=self.num_workers,
-            progress=self.progress,
-            meta=meta,
-        )
-
-    def load(self, index: DatasetIndex, default: Path | None = None) -> dict[str, Detections]:
-        """Detections of every video of ``index`` (detected first on a cache miss)."""
-        return _read_store(self.detect(index), index)
+    def _run_kwargs(self) -> dict[str, Any]:
+        return {"accelerator": "cpu"}  # OpenCV: the frames never go to a GPU
