@@ -345,7 +345,7 @@ def test_dataset_splits_are_averaged_and_named(tmp_path):
             [f"dataset.split={i + 1}", "dataset.progress=false"],
             stil("viterbi", dataset="jhmdb"),
             maps=(0.9, m05, 0.1),
-            dataset="jhmdb",
+            dataset="jhmdb" if i == 0 else f"jhmdb{i + 1}",  # as StandardDataset names split i
         )
     res = sweep_report(root)
     (row,) = res["table"].rows

@@ -422,6 +422,9 @@ def _params(run: RunRecord) -> tuple[dict[str, str], str]:
     ds_over = [f"{k}={v}" for k, v in over.items() if k.startswith("dataset.")]
     ds_over = [o for o in ds_over if o.split("=", 1)[0] not in (*REPLICATE_KEYS, *COSMETIC_KEYS)]
     name = str(res.get("dataset") or run.choices.get("dataset") or "?")
+    split = str(run.value("dataset.split") or "")
+    if split not in ("", "1") and name.endswith(split):  # StandardDataset names split i "<name>i"
+        name = name[: -len(split)]
     return params, (f"{name} ({', '.join(ds_over)})" if ds_over else name)
 
 
