@@ -150,15 +150,18 @@ def _study_cell(reps: dict[str, dict[str, Any]] | None, iou: str, multi: bool) -
 
 
 def _ordering(
-    reps: dict[str, dict[str, dict[str, Any]]], points: Sequence[str], multi: bool
+    reps: dict[str, dict[str, dict[str, Any]]],
+    points: Sequence[str],
+    multi: bool,
+    iou: str = "0.5",
 ) -> str:
-    """Whether the points' mAP@0.5 increase in this order: on the means, and with replicates,
+    """Whether the points' mAP@iou increase in this order: on the means, and with replicates,
     in how many of the replicates every point has."""
-    verdict = _holds([_stats(reps.get(p))[0] for p in points])
+    verdict = _holds([_stats(reps.get(p), iou)[0] for p in points])
     if not multi or verdict == "incomplete":
         return verdict
     common = set.intersection(*(set(reps.get(p, {})) for p in points))
-    per = [_holds([_map(reps[p][k]) for p in points]) == "holds" for k in sorted(common)]
+    per = [_holds([_map(reps[p][k], iou) for p in points]) == "holds" for k in sorted(common)]
     return f"{verdict} on the means; holds in {sum(per)} of {len(per)} replicates"
 
 
@@ -194,13 +197,19 @@ def stil_study(
         return float(np.mean(c)) if c else float("nan")
 
     f6 = {name: {"cost_s": cost(p), "mAP@0.5": _stats(reps.get(p))[0]} for p, name in FIG6}
-    checks = {
-        "Table 1: MIL < GMIL(10) < STIL w/o Prim < STIL": _ordering(
-            reps, ["table1_mil", "table1_gmil10", "table1_stil_noprim", "stil"], multi
-        ),
-        "Figure 5: none < both": _ordering(reps, ["stil", "fig5_both"], multi),
-        "Figure 6: labels < boxes": _ordering(reps, ["stil", "fig6_boxes"], multi),
+    orderings = {
+        "Table 1: MIL < GMIL(10) < STIL w/o Prim < STIL": [
+            "table1_mil",
+            "table1_gmil10",
+            "table1_stil_noprim",
+            "stil",
+        ],
+        "Figure 5: none < both": ["stil", "fig5_both"],
+        "Figure 6: labels < boxes": ["stil", "fig6_boxes"],
     }
+    # at the paper's 0.5 (the keys), and at 0.2, where the benchmark's ceiling is 10x higher
+    checks = {k: _ordering(reps, pts, multi) for k, pts in orderings.items()}
+    checks_02 = {k: _ordering(reps, pts, multi, "0.2") for k, pts in orderings.items()}
     n_runs = sum(len(r) for r in reps.values())
     replicates = sorted({k for r in reps.values() for k in r})
     where = ", ".join(f"`{d}`" for d in dirs)
@@ -250,7 +259,8 @@ def stil_study(
             r = reps.get(p, {})
             lines += [f"| {p} | " + " | ".join(_fmt(_map(r.get(k))) for k in replicates) + " |"]
     lines += ["", "## The paper's orderings", ""]
-    lines += [f"- {k}: **{v}**" for k, v in checks.items()]
+    lines += [f"- {k} (mAP@0.5, the paper's): **{v}**" for k, v in checks.items()]
+    lines += [f"- {k} (mAP@0.2): **{v}**" for k, v in checks_02.items()]
     atomic_write_text(out / "stil_study.md", "\n".join(lines) + "\n")
     viz.plot_bars(
         {k: v for k, v in f5.items() if np.isfinite(v)},
@@ -261,6 +271,7 @@ def stil_study(
     pts = {k: (v["cost_s"], v["mAP@0.5"]) for k, v in f6.items() if np.isfinite(v["mAP@0.5"])}
     viz.plot_cost(pts, out / "fig6_supervision.png", title="STIL: mAP@0.5 vs annotation cost")
     res = {"protocol": proto, "table1": t1, "fig5": f5, "fig6": f6, "checks": checks}
+    res["checks@0.2"] = checks_02
     res["runs"] = {p: {k: r["_path"] for k, r in rr.items()} for p, rr in reps.items()}
     res["replicates"] = replicates
     res["per_replicate"] = {p: {k: _map(r) for k, r in rr.items()} for p, rr in reps.items()}
