@@ -493,3 +493,19 @@ def test_class_whose_positive_videos_have_no_tube():
         with pytest.warns(UserWarning, match="no tube"):
             STIL(2).attach(data)
     STIL(2, selection="mil").attach(data)  # MIL does not need tubes
+
+
+def test_selection_quality_by_hand():
+    """Selected (box, class) pairs on a GT box of their class (IoU >= 0.5, same frame)."""
+    from wsal.data.annotations import DatasetIndex, GTTube, VideoInfo
+    from wsal.stil_pipeline import selection_quality
+
+    gt = GTTube(0, np.array([0, 1]), np.array([[0, 0, 10, 10], [0, 0, 10, 10]], np.float32))
+    index = DatasetIndex(["a", "b"], {"train": ["v"]}, {"v": VideoInfo(3, [0], [gt])})
+    boxes = np.array([[0, 0, 10, 10], [5, 5, 15, 15], [0, 0, 10, 10]], np.float32)
+    frame = np.array([0, 1, 2])  # row 2: a frame without GT
+    sel = np.zeros((3, 2), bool)
+    sel[:, 0] = True  # IoU 1, 25/175, no GT box
+    sel[0, 1] = True  # class 1 has no GT tube in this video
+    q = selection_quality(["v"], np.zeros(3, np.int64), frame, boxes, sel, index)
+    assert q == {"precision": 0.25, "videos_hit": 0.5, "boxes": 4.0}
