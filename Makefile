@@ -9,7 +9,7 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo demo-oracle demo-real proposals stil stil-study test test-full lint format bench clean
+.PHONY: help install demo demo-oracle demo-real proposals stil stil-study stil-study-seeds test test-full lint format bench clean
 
 help: ## show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
@@ -42,6 +42,11 @@ stil: $(STAMP) ## train and evaluate STIL on SynthActors (hoghof features, CPU)
 stil-study: $(STAMP) ## STIL paper study (Table 1, Fig. 5, Fig. 6): one Hydra multirun + its report
 	$(PY) train.py -m 'study=glob(*)' task_name=stil_study hydra.sweep.dir=multirun/stil_study $(ARGS)
 	$(PY) -m wsal.report stil multirun/stil_study --out reports/stil_study
+
+stil-study-seeds: $(STAMP) ## the STIL study on two more SynthActors seeds; report over all three (run stil-study first)
+	$(PY) train.py -m 'dataset.seed=1,2' 'dataset.root=$${paths.data_dir}/synthactors_s$${dataset.seed}' \
+		'study=glob(*)' task_name=stil_study_seeds hydra.sweep.dir=multirun/stil_study_seeds $(ARGS)
+	$(PY) -m wsal.report stil multirun/stil_study multirun/stil_study_seeds --out reports/stil_study_seeds
 
 test: $(STAMP) ## fast test suite (no slow tests)
 	$(PY) -m pytest -m "not slow" -q -p no:cacheprovider $(ARGS)
