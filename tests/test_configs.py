@@ -125,6 +125,23 @@ def test_unknown_option_names_the_valid_ones(tmp_path):
         compose_cfg(tmp_path, ["linker=nope"])
 
 
+def assert_eval_rebuilds(run, res):
+    """eval.py rebuilds the run from its saved config + last.ckpt, predicts the evaluation split
+    again and gets the training run's detections (same mAP and per-class AP)."""
+    out = subprocess.run(
+        [sys.executable, "eval.py", f"run_dir={run}", f"hydra.run.dir={run}/eval"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    res2 = json.loads((run / "eval" / "results.json").read_text())
+    assert res2["rebuilt_from"]["checkpoint"].endswith("last.ckpt")
+    assert res2["video_mAP"] == res["video_mAP"] and res2["AP"] == res["AP"]
+    assert (run / "eval" / "detections.npz").exists()
+
+
 def test_train_then_eval_end_to_end(tmp_path):
     """train.py on a tiny SynthActors, then eval.py re-evaluates the run under the VOC protocol."""
     run = tmp_path / "run"
@@ -190,18 +207,7 @@ def test_train_actor_attention_end_to_end(tmp_path):
     metrics = (run / "csv" / "version_0" / "metrics.csv").read_text()
     assert "train/loss" in metrics and "test/video_mAP@0.5" in metrics
     # eval.py rebuilds the run from its config + checkpoint and predicts the same detections
-    out = subprocess.run(
-        [sys.executable, "eval.py", f"run_dir={run}", f"hydra.run.dir={run}/eval"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
-    res2 = json.loads((run / "eval" / "results.json").read_text())
-    assert res2["rebuilt_from"]["checkpoint"].endswith("last.ckpt")
-    assert res2["video_mAP"] == res["video_mAP"] and res2["AP"] == res["AP"]
-    assert (run / "eval" / "detections.npz").exists()
+    assert_eval_rebuilds(run, res)
 
 
 def test_train_stil_end_to_end_with_context_and_supervision(tmp_path):
@@ -235,17 +241,7 @@ def test_train_stil_end_to_end_with_context_and_supervision(tmp_path):
     feats = list((tmp_path / "data" / "cache").rglob("*.json"))
     assert feats
     # the EM is checkpointed every round; eval.py rebuilds STIL from it: same test detections
-    assert (run / "checkpoints" / "last.ckpt").exists()
-    out = subprocess.run(
-        [sys.executable, "eval.py", f"run_dir={run}", f"hydra.run.dir={run}/eval"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
-    res2 = json.loads((run / "eval" / "results.json").read_text())
-    assert res2["video_mAP"] == res["video_mAP"] and res2["AP"] == res["AP"]
+    assert_eval_rebuilds(run, res)
 
 
 def test_multirun_sweep_over_experiments_with_fast_dev_run(tmp_path):

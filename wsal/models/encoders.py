@@ -165,14 +165,7 @@ def build_encoder(
     if weights is not None:
         state, source = _read_weights(name, weights)
         load_backbone_state(encoder, state, dropped_keys=dropped_keys, source=source)
-    if frozen_bn:
-        freeze_batch_norm(encoder)  # in place: the encoder itself is no BatchNorm2d
-    if not trainable:
-        encoder.requires_grad_(False)
-    if channels_last:
-        encoder.channels_last = True
-        encoder.to(memory_format=torch.channels_last)
-    return encoder
+    return _finish(encoder, frozen_bn, trainable, channels_last)
 
 
 def freeze_batch_norm(module: nn.Module) -> nn.Module:
@@ -233,6 +226,18 @@ def load_backbone_state(
 
 def _preview(keys: list[str], n: int = 5) -> str:
     return "[" + ", ".join(keys[:n]) + (", ...]" if len(keys) > n else "]")
+
+
+def _finish(encoder: Encoder, frozen_bn: bool, trainable: bool, channels_last: bool) -> Encoder:
+    """The options every encoder takes, applied after its weights are loaded."""
+    if frozen_bn:
+        freeze_batch_norm(encoder)  # in place: the encoder itself is no BatchNorm2d
+    if not trainable:
+        encoder.requires_grad_(False)
+    if channels_last:
+        encoder.channels_last = True
+        encoder.to(memory_format=torch.channels_last)
+    return encoder
 
 
 def _read_weights(name: str, weights: str) -> tuple[Mapping[str, Tensor], str]:
@@ -431,11 +436,4 @@ def _build_lite0(
                 raise FileNotFoundError(f"encoder weights file not found: {path}")
         state = torch.load(path, map_location="cpu", weights_only=True)
         load_backbone_state(encoder, state, dropped_keys=dropped_keys, source=path)
-    if frozen_bn:
-        freeze_batch_norm(encoder)
-    if not trainable:
-        encoder.requires_grad_(False)
-    if channels_last:
-        encoder.channels_last = True
-        encoder.to(memory_format=torch.channels_last)
-    return encoder
+    return _finish(encoder, frozen_bn, trainable, channels_last)
