@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,7 +12,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import open_dict
 
-from tests.tiny import TINY, TINY_ACTOR_ATTENTION
+from tests.tiny import TINY, TINY_ACTOR_ATTENTION, run_script
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
@@ -128,13 +126,7 @@ def test_unknown_option_names_the_valid_ones(tmp_path):
 def assert_eval_rebuilds(run, res):
     """eval.py rebuilds the run from its saved config + last.ckpt, predicts the evaluation split
     again and gets the training run's detections (same mAP and per-class AP)."""
-    out = subprocess.run(
-        [sys.executable, "eval.py", f"run_dir={run}", f"hydra.run.dir={run}/eval"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    out = run_script("eval.py", f"run_dir={run}", f"hydra.run.dir={run}/eval", timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     res2 = json.loads((run / "eval" / "results.json").read_text())
     assert res2["rebuilt_from"]["checkpoint"].endswith("last.ckpt")
@@ -146,13 +138,7 @@ def test_train_then_eval_end_to_end(tmp_path):
     """train.py on a tiny SynthActors, then eval.py re-evaluates the run under the VOC protocol."""
     run = tmp_path / "run"
     env_args = [f"paths.data_dir={tmp_path}/data", f"hydra.run.dir={run}", *TINY]
-    out = subprocess.run(
-        [sys.executable, "train.py", *env_args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    out = run_script("train.py", *env_args, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     res = json.loads((run / "results.json").read_text())
     assert res["protocol"] == "act" and res["dataset"] == "synthactors"
@@ -163,17 +149,11 @@ def test_train_then_eval_end_to_end(tmp_path):
     assert (run / "tubes.png").stat().st_size > 1000 and (run / "recall.png").exists()
     assert (run / "detections.npz").exists()
     assert "protocol=act" in out.stdout
-    out = subprocess.run(
-        [
-            sys.executable,
-            "eval.py",
-            f"run_dir={run}",
-            "evaluation.protocol=voc",
-            f"hydra.run.dir={run}/eval",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
+    out = run_script(
+        "eval.py",
+        f"run_dir={run}",
+        "evaluation.protocol=voc",
+        f"hydra.run.dir={run}/eval",
         timeout=300,
     )
     assert out.returncode == 0, out.stderr[-3000:]
@@ -195,9 +175,7 @@ def test_train_actor_attention_end_to_end(tmp_path):
         "trainer.max_epochs=1",
         "trainer.log_every_n_steps=1",
     ]
-    out = subprocess.run(
-        [sys.executable, "train.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=300
-    )
+    out = run_script("train.py", *args, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     res = json.loads((run / "results.json").read_text())
     assert res["method"] == "actor_attention" and res["epochs"] == 1
@@ -228,9 +206,7 @@ def test_train_stil_end_to_end_with_context_and_supervision(tmp_path):
         "trainer.enable_progress_bar=false",
         "logger=csv",
     ]
-    out = subprocess.run(
-        [sys.executable, "train.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=300
-    )
+    out = run_script("train.py", *args, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     res = json.loads((run / "results.json").read_text())
     assert res["method"] == "stil" and res["reranking"] == "both"
@@ -263,9 +239,7 @@ def test_multirun_sweep_over_experiments_with_fast_dev_run(tmp_path):
         "linker.num_tubes=4",
         "trainer.enable_progress_bar=false",
     ]
-    out = subprocess.run(
-        [sys.executable, "train.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=1800
-    )
+    out = run_script("train.py", *args, timeout=1800)
     assert out.returncode == 0, out.stderr[-3000:]
     exps = sorted(
         p.stem
@@ -319,9 +293,7 @@ def test_multirun_sweep_over_real_dataset_experiments_on_stand_ins(tmp_path):
         "linker.num_tubes=4",
         "trainer.enable_progress_bar=false",
     ]
-    out = subprocess.run(
-        [sys.executable, "train.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=3000
-    )
+    out = run_script("train.py", *args, timeout=3000)
     assert out.returncode == 0, out.stderr[-3000:]
     exps = [p for p in (CONF / "experiment").glob("*.yaml") if "synthactors" not in p.stem]
     runs_ = sorted(p for p in sweep.iterdir() if p.is_dir() and p.name.isdigit())

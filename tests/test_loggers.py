@@ -5,16 +5,11 @@ with ``logger=many`` leaves W&B's offline run (metrics, config, tags, media), Te
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-from tests.tiny import TINY, TINY_ACTOR_ATTENTION
+from tests.tiny import TINY, TINY_ACTOR_ATTENTION, run_script
 from wsal.loggers import results_rows, wandb_api_key_configured, wandb_mode
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -77,14 +72,7 @@ def test_short_training_logs_offline_wandb_tensorboard_csv(tmp_path):
         "trainer.log_every_n_steps=1",
         "logger=many",
     ]
-    out = subprocess.run(
-        [sys.executable, "train.py", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    out = run_script("train.py", *args, env=env, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     # W&B: an offline run in the run folder (no key configured), with media files ...
     (wb,) = (run / "wandb").glob("offline-run-*")

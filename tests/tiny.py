@@ -99,3 +99,20 @@ def fake_standard_dataset(name: str, root: str | Path, source: SynthActors) -> P
     write_act_pkl(DatasetIndex(list(spec.labels), splits, videos), root / spec.annotations)
     save_detections(root / "detections.npz", dets)
     return root
+
+
+def run_script(script: str, *args: str, timeout: int = 300, env=None):
+    """``python <script> args...`` from the repository root (train.py, eval.py), output captured;
+    returns the CompletedProcess (callers assert on ``returncode``)."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    return subprocess.run(
+        [sys.executable, script, *args],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
