@@ -11,7 +11,7 @@ from tqdm import tqdm
 
 from wsal.structures import Detections, Tubes
 
-__all__ = ["link_in_batches", "params_key"]
+__all__ = ["BatchedLinker", "link_in_batches", "params_key"]
 
 
 def params_key(params: Mapping[str, Any]) -> str:
@@ -36,3 +36,28 @@ def link_in_batches(
             out.update(zip(chunk, link_batch([dets[v] for v in chunk], chunk)))
             bar.update(len(chunk))
     return out
+
+
+class BatchedLinker:
+    """Base of the linkers that link ``batch_videos`` videos per vectorised call (Temporal Prim,
+    Viterbi). Subclasses set ``name`` and define ``params()`` (every parameter that shapes the
+    tubes: the cache key) and ``link_batch(dets, names)``."""
+
+    name: str
+    batch_videos: int
+    progress: bool
+
+    def params(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def link_batch(self, dets: list[Detections], names: list[str]) -> Sequence[Tubes]:
+        raise NotImplementedError
+
+    def cache_key(self) -> str:
+        return params_key({"linker": self.name, **self.params()})
+
+    def link(self, dets: Mapping[str, Detections]) -> dict[str, Tubes]:
+        """Tubes per video (same keys as ``dets``), linked ``batch_videos`` videos per call."""
+        return link_in_batches(
+            dets, self.batch_videos, f"linking ({self.name})", self.progress, self.link_batch
+        )

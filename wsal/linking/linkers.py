@@ -17,14 +17,14 @@ import numpy as np
 from tqdm import tqdm
 
 from wsal.data.annotations import DatasetIndex
-from wsal.linking.batching import link_in_batches, params_key
+from wsal.linking.batching import BatchedLinker, params_key
 from wsal.linking.temporal_prim import temporal_prim_batch
 from wsal.structures import Detections, Tubes
 
 __all__ = ["ActorLinker", "TemporalPrimLinker"]
 
 
-class TemporalPrimLinker:
+class TemporalPrimLinker(BatchedLinker):
     """Temporal Prim (STIL §3.2): ``num_tubes`` tubes per video from the boxes' prior scores."""
 
     name = "temporal_prim"
@@ -47,25 +47,12 @@ class TemporalPrimLinker:
         self.device = device
         self.progress = progress
 
-    def cache_key(self) -> str:
-        params = {
-            "linker": self.name,
-            "num_tubes": self.num_tubes,
-            "min_iou": self.min_iou,
-            "min_score": self.min_score,
-        }
-        return params_key(params)
+    def params(self) -> dict[str, Any]:
+        return {"num_tubes": self.num_tubes, "min_iou": self.min_iou, "min_score": self.min_score}
 
-    def link(self, dets: Mapping[str, Detections]) -> dict[str, Tubes]:
-        """Tubes per video (same keys as ``dets``), linked ``batch_videos`` videos per call."""
-        return link_in_batches(
-            dets,
-            self.batch_videos,
-            "linking (temporal_prim)",
-            self.progress,
-            lambda d, names: temporal_prim_batch(
-                d, self.num_tubes, self.min_iou, self.min_score, device=self.device
-            ),
+    def link_batch(self, dets: list[Detections], names: list[str]) -> list[Tubes]:
+        return temporal_prim_batch(
+            dets, self.num_tubes, self.min_iou, self.min_score, device=self.device
         )
 
 

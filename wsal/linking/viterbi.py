@@ -51,14 +51,14 @@ identical; torch pays off on a GPU with many videos per group.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import numpy as np
 import torch
 
 # one slot-path -> Tubes conversion for both linkers (box rows = frame_ptr + slot)
-from wsal.linking.batching import link_in_batches, params_key
+from wsal.linking.batching import BatchedLinker
 from wsal.linking.temporal_prim import _to_tubes, linking_scores, resolve_backend
 from wsal.structures import Detections, Tubes
 
@@ -449,7 +449,7 @@ def _forward_torch(
 
 
 # --------------------------------------------------------------------------------------- linker
-class ViterbiLinker:
+class ViterbiLinker(BatchedLinker):
     """Viterbi linking (Gkioxari & Malik 2015): ``num_tubes`` tubes per video from the boxes'
     prior scores; see :mod:`wsal.linking.viterbi` for the objective and rules."""
 
@@ -483,9 +483,8 @@ class ViterbiLinker:
         self.device = device
         self.progress = progress
 
-    def cache_key(self) -> str:
-        params = {
-            "linker": self.name,
+    def params(self) -> dict[str, Any]:
+        return {
             "num_tubes": self.num_tubes,
             "iou_weight": self.iou_weight,
             "min_iou": self.min_iou,
@@ -493,24 +492,16 @@ class ViterbiLinker:
             # the threshold shapes nothing without trimming
             "trim_thresh": self.trim_thresh if self.trim else None,
         }
-        return params_key(params)
 
-    def link(self, dets: Mapping[str, Detections]) -> dict[str, Tubes]:
-        """Tubes per video (same keys as ``dets``), linked ``batch_videos`` videos per call."""
-        return link_in_batches(
+    def link_batch(self, dets: list[Detections], names: list[str]) -> list[Tubes]:
+        return viterbi_batch(
             dets,
-            self.batch_videos,
-            "linking (viterbi)",
-            self.progress,
-            lambda d, names: viterbi_batch(
-                d,
-                self.num_tubes,
-                self.iou_weight,
-                self.min_iou,
-                self.trim,
-                self.trim_thresh,
-                device=self.device,
-                names=names,
-                cache_bytes=self.cache_mb << 20,
-            ),
+            self.num_tubes,
+            self.iou_weight,
+            self.min_iou,
+            self.trim,
+            self.trim_thresh,
+            device=self.device,
+            names=names,
+            cache_bytes=self.cache_mb << 20,
         )
