@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from tests.tiny import TINY_SYNTH
 from wsal.linking.actor import actor_link, actor_link_reference
 from wsal.structures import Detections
 
@@ -147,17 +148,7 @@ def test_actor_linker_through_the_pipeline_cache(tmp_path) -> None:
     from wsal.pipeline import link_cached
 
     prepared = SynthActors(
-        root=str(tmp_path / "synth"),
-        workers=1,
-        progress=False,
-        classes=("wave", "run"),
-        videos_per_class_train=1,
-        videos_per_class_test=1,
-        width=64,
-        height=48,
-        min_frames=16,
-        max_frames=20,
-        max_actors=2,
+        root=str(tmp_path / "synth"), workers=1, progress=False, **TINY_SYNTH
     ).prepare()
     tracker = FakeTracker()
     linker = ActorLinker(num_tubes=3, tracker=tracker, progress=False)

@@ -17,6 +17,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
+from tests.tiny import TINY_SYNTH
 from wsal.data.annotations import DatasetIndex, read_wsal_json
 from wsal.data.detections import DetectionsFormatError, load_detections
 from wsal.data.synthetic import SynthConfig, generate
@@ -39,17 +40,7 @@ from wsal.detectors import StoredDetections, TorchvisionDetector
 
 SMALL_MODEL = "fasterrcnn_mobilenet_v3_large_320_fpn"
 # 4 videos of 16-24 frames, 64x48 (a width decord decodes directly)
-CFG = SynthConfig(
-    classes=("wave", "run"),
-    videos_per_class_train=1,
-    videos_per_class_test=1,
-    width=64,
-    height=48,
-    min_frames=16,
-    max_frames=24,
-    max_actors=2,
-    seed=0,
-)
+CFG = SynthConfig(**{**TINY_SYNTH, "max_frames": 24}, seed=0)
 
 
 @pytest.fixture(scope="module")

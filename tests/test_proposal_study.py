@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+from tests.tiny import TINY_SYNTH
 from wsal.data.datasets import SynthActors
 from wsal.linking.study import coverage_bound, format_table, run_study
 from wsal.structures import TubeDetections
@@ -16,17 +17,7 @@ from wsal.structures import TubeDetections
 def prepared(tmp_path_factory):
     root = tmp_path_factory.mktemp("synth") / "s"
     return SynthActors(
-        root=str(root),
-        workers=1,
-        progress=False,
-        classes=("wave", "run"),
-        videos_per_class_train=1,
-        videos_per_class_test=2,
-        width=64,
-        height=48,
-        min_frames=16,
-        max_frames=20,
-        max_actors=2,
+        root=str(root), workers=1, progress=False, **{**TINY_SYNTH, "videos_per_class_test": 2}
     ).prepare()
 
 

@@ -20,6 +20,20 @@ TINY = [
 ]
 
 
+# SynthConfig fields of the smallest SynthActors the linking/detection tests use: 2 classes,
+# 1 train + 1 test video each, 64x48, 16-20 frames, at most 2 actors (override per test)
+TINY_SYNTH = dict(
+    classes=("wave", "run"),
+    videos_per_class_train=1,
+    videos_per_class_test=1,
+    width=64,
+    height=48,
+    min_frames=16,
+    max_frames=20,
+    max_actors=2,
+)
+
+
 def tiny_synthactors(root: str | Path, prepare: bool = True) -> SynthActors:
     """3 classes x (2 train + 1 test) videos, 64x48 (decord mis-decodes some widths, e.g. 48;
     64 keeps its fast path), 16-20 frames, generated under ``root/synthactors``."""
