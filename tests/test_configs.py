@@ -90,7 +90,7 @@ def test_option_composes_and_instantiates(tmp_path, group, option):
         assert group == "callbacks" or objs
         return
     if group == "evaluation":
-        from wsal.pipeline import EvaluationSpec
+        from wsal.evaluation.results import EvaluationSpec
 
         EvaluationSpec(**node)
         return

@@ -156,7 +156,7 @@ def test_custom_config_root_only(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("name", sorted(PROTOCOLS))
 def test_evaluation_configs_match_protocols(name: str) -> None:
-    from wsal.pipeline import EvaluationSpec
+    from wsal.evaluation.results import EvaluationSpec
 
     node = _cfg([f"evaluation={name}"]).evaluation
     default = _cfg([]).evaluation

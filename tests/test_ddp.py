@@ -24,7 +24,7 @@ from wsal.detectors import StoredDetections
 from wsal.evaluation import GroundTruth, video_ap
 from wsal.linking.linkers import TemporalPrimLinker
 from wsal.models.actor_attention import ActorAttention
-from wsal.pipeline import tube_scores_to_detections
+from wsal.models.methods import tube_scores_to_detections
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from wsal.data.annotations import DatasetIndex, GTTube, VideoInfo
-from wsal.models.baselines import OracleLabelTubes
+from wsal.models.baselines import oracle_label_detections
 from wsal.pipeline import _load_tubes, _save_tubes
 from wsal.structures import Tubes
 
@@ -44,7 +44,7 @@ def test_oracle_label_gives_every_tube_the_video_class():
         },
     )
     tubes = {"v1": make_tubes(rng, 2, 10), "v2": make_tubes(rng, 3, 10)}
-    dets = OracleLabelTubes().predict(index, ["v1", "v2"], tubes)
+    dets = oracle_label_detections(index, ["v1", "v2"], tubes)
     assert len(dets) == 2 + 3 * 2
     np.testing.assert_array_equal(dets.label, [1, 1, 0, 0, 0, 1, 1, 1])
     np.testing.assert_allclose(dets.score[:2], tubes["v1"].scores)

@@ -23,7 +23,8 @@ from tests.tiny import TINY as TINY_BASE
 from tests.tiny import TINY_ACTOR_ATTENTION, tiny_synthactors
 from wsal import runs
 from wsal.callbacks import EpochCheckpoint
-from wsal.models.stil import STIL, STILDataModule, build_stil_data
+from wsal.models.stil import STIL
+from wsal.models.stil_data import STILDataModule, build_stil_data
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -14,16 +14,13 @@ import torch
 from wsal.linking import temporal_prim
 from wsal.models.stil import (
     STIL,
-    STILDataModule,
-    assign_folds,
     background_boxes,
     balanced_weights,
     best_subtubes,
-    build_stil_data,
-    link_prior_tubes,
     predict_tubes,
     select_latent,
 )
+from wsal.models.stil_data import STILDataModule, assign_folds, build_stil_data
 from wsal.structures import Detections, Tubes
 
 # ------------------------------------------------------------------------------------ helpers
@@ -77,7 +74,7 @@ def planted_toy(num_videos: int = 12, L: int = 2, F: int = 12, D: int = 8, seed:
 def selected_rows(model: STIL, data, video: int, c: int) -> np.ndarray:
     """Rows (within the video) of the boxes the last E-step selected for class c."""
     lo, hi = int(data.box_offsets[video]), int(data.box_offsets[video + 1])
-    return torch.nonzero(model._prev_mask[lo:hi, c]).flatten().numpy()
+    return torch.nonzero(model.last_selection[lo:hi, c]).flatten().numpy()
 
 
 def tiny_video(scores: list[float], per_frame: int = 1) -> Detections:
@@ -368,17 +365,6 @@ def test_assign_folds_is_balanced_and_stratified():
     assert not (assign_folds(labels, 3, seed=2) == fold).all()
 
 
-def test_link_prior_tubes_links_on_the_priors():
-    feats, priors, dets, tubes, labels, _ = planted_toy(num_videos=3, F=6)
-    boosted = {v: p + np.tile([0.0, 1.0, 0.0], 6) for v, p in priors.items()}  # favour actor B
-    got = link_prior_tubes(dets, boosted, num_tubes=2)
-    for v, d in dets.items():
-        want = temporal_prim(d, 2, scores=boosted[v])
-        np.testing.assert_array_equal(got[v].box_index, want.box_index)
-        first = got[v].box_index[0]
-        assert (first >= 0).all() and (first % 3 == 1).all()  # the first tube is actor B now
-
-
 # ------------------------------------------------------------------------------------ inference
 
 
@@ -498,7 +484,7 @@ def test_class_whose_positive_videos_have_no_tube():
 def test_selection_quality_by_hand():
     """Selected (box, class) pairs on a GT box of their class (IoU >= 0.5, same frame)."""
     from wsal.data.annotations import DatasetIndex, GTTube, VideoInfo
-    from wsal.stil_pipeline import selection_quality
+    from wsal.models.stil_data import selection_quality
 
     gt = GTTube(0, np.array([0, 1]), np.array([[0, 0, 10, 10], [0, 0, 10, 10]], np.float32))
     index = DatasetIndex(["a", "b"], {"train": ["v"]}, {"v": VideoInfo(3, [0], [gt])})

@@ -18,12 +18,15 @@ scores of another scale (e.g. softmax outputs). See docs/supervision.md.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
 from wsal.data.annotations import DatasetIndex
+from wsal.features import extract_video_descriptors
 from wsal.models.hinge import fit_linear_hinge
 from wsal.structures import TubeDetections
 
@@ -35,6 +38,7 @@ __all__ = [
     "labels_matrix",
     "fit_video_classifier",
     "video_scores",
+    "context_video_scores",
 ]
 
 
@@ -181,3 +185,27 @@ def video_scores(
         raise ValueError(f"video_scores: descriptors have D={X.shape[1]}, W has D={W.shape[1]}")
     S = X @ W.T + b  # [V, L]
     return {v: S[i] for i, v in enumerate(vids)}
+
+
+def context_video_scores(
+    extractor: Any,
+    index: DatasetIndex,
+    dataset_key: str,
+    train: Sequence[str],
+    test: Sequence[str],
+    cache_dir: str | os.PathLike,
+    C: float = 10.0,
+) -> dict[str, np.ndarray]:
+    """Global video classifier scores ``{test video: float[L]}`` for contextual reranking (§3.4).
+
+    Whole-frame descriptors at 2 fps from the run's feature extractor (cached under
+    ``dataset_key``), one linear classifier per class trained on the ``train`` videos' labels,
+    applied to the ``test`` videos.
+    """
+    desc = extract_video_descriptors(
+        extractor, index, cache_dir, dataset_key, videos=list(train) + list(test)
+    )
+    W, b = fit_video_classifier(
+        np.stack([desc[v] for v in train]), labels_matrix(index, list(train)), C=C
+    )
+    return video_scores(W, b, {v: desc[v] for v in test})

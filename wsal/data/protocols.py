@@ -41,7 +41,7 @@ class EvaluationProtocol:
     nms: float = 0.3
 
     def evaluation_config(self, split: str | None = None) -> dict[str, Any]:
-        """The ``conf/evaluation`` keys (those of ``wsal.pipeline.EvaluationSpec``) of one run."""
+        """The ``conf/evaluation`` keys (those of ``wsal.evaluation.results.EvaluationSpec``) of one run."""
         return {
             "split": split or self.splits[0],
             "protocol": self.protocol,
