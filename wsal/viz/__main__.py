@@ -16,15 +16,15 @@ video into ``tubes.png``; ``gif``/``mp4`` animate each video into ``<video>.gif`
 ``pr``: precision-recall curves per class at one st-IoU threshold, recomputed from the run's
 ``detections.npz`` and the dataset's GT with the run's protocol (:func:`pr_curves`).
 
-A run folder is what train.py writes: ``results.json``, ``detections.npz`` and ``.hydra/``; its
-dataset is rebuilt from ``.hydra/config.yaml`` (``instantiate(cfg.dataset).prepare()``, as
-train.py). Output goes to ``--out`` (default ``RUN_DIR/viz``, or ``viz`` without a run).
+A run folder is what train.py writes: ``results.json``, ``detections.npz`` and ``.hydra/``; it is
+read with :func:`wsal.runs.load_run` and its dataset rebuilt from the saved config
+(``instantiate(cfg.dataset).prepare()``, as train.py). Output goes to ``--out`` (default
+``RUN_DIR/viz``, or ``viz`` without a run).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import sys
 from collections.abc import Sequence
@@ -32,36 +32,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from hydra.utils import instantiate
 
 from wsal import viz
-from wsal.data.annotations import DatasetIndex
+from wsal.data.annotations import DatasetIndex, load_index
 from wsal.evaluation.protocol import PROTOCOLS, GroundTruth, pr_curves
+from wsal.runs import load_run, read_results
 from wsal.structures import TubeDetections
 
-__all__ = ["pr_curves", "pick_videos", "load_run", "main"]
+__all__ = ["pick_videos", "main"]
 
 
-# ------------------------------------------------------------------------------------ PR curves
 # ------------------------------------------------------------------------------------- run data
-def load_run(run_dir: str | Path) -> tuple[Any, dict[str, Any] | None, Any]:
-    """``(PreparedDataset, results.json or None, run config)`` of a train.py run folder.
-
-    The dataset is rebuilt as train.py did, from the saved config
-    (:func:`wsal.report.run_config` makes its relative paths those of the run).
-    """
-    from hydra.utils import instantiate
-
-    from wsal.report import run_config
-
-    run_dir = Path(run_dir)
-    if not (run_dir / ".hydra" / "config.yaml").is_file():
-        raise FileNotFoundError(f"{run_dir}: not a run folder (no .hydra/config.yaml)")
-    cfg = run_config(run_dir)
-    res_file = run_dir / "results.json"
-    results = json.loads(res_file.read_text()) if res_file.is_file() else None
-    return instantiate(cfg.dataset).prepare(), results, cfg
-
-
 def pick_videos(index: DatasetIndex, videos: Sequence[str], num: int) -> list[str]:
     """``num`` videos spread over classes: the first video of each class in ``videos`` order,
     then (if classes run out) the next unchosen videos."""
@@ -89,16 +71,15 @@ class _Source:
     """What a subcommand draws from: the dataset index, detections, protocol, split, out folder."""
 
     def __init__(self, args: argparse.Namespace, need_dets: bool = True) -> None:
-        from wsal.data.annotations import load_index
-
         self.results: dict[str, Any] | None = None
         protocol, nms, split = "act", 0.3, "test"
         dets_path: Path | None
         if args.run_dir:
-            run = Path(args.run_dir)
-            prepared, self.results, cfg = load_run(run)
-            self.index = prepared.index
-            ev = cfg.get("evaluation") or {}
+            run = load_run(args.run_dir)
+            # an unreadable results.json is an error here (read_results names it), not "no results"
+            self.results = run.results if run.results is not None else read_results(run.path)
+            self.index = instantiate(run.config.dataset).prepare().index
+            ev = run.config.get("evaluation") or {}
             protocol = str(ev.get("protocol", protocol))
             nms = float(ev.get("nms", nms))
             split = str(ev.get("split", split))
@@ -106,8 +87,8 @@ class _Source:
                 protocol = str(self.results.get("protocol", protocol))
                 nms = float(self.results.get("nms", nms))
                 split = str(self.results.get("split", split))
-            dets_path = Path(args.detections) if args.detections else run / "detections.npz"
-            self.out = Path(args.out) if args.out else run / "viz"
+            dets_path = Path(args.detections) if args.detections else run.detections_path
+            self.out = Path(args.out) if args.out else run.path / "viz"
         elif args.annotations:
             self.index = load_index(args.annotations, root=args.root)
             dets_path = Path(args.detections) if args.detections else None
@@ -157,10 +138,9 @@ def cmd_recall(args: argparse.Namespace) -> list[Path]:
     curves: dict[str, np.ndarray] = {}
     protocols = set()
     for run in args.run_dirs:
-        res_file = Path(run) / "results.json"
-        if not res_file.is_file():
+        res = read_results(run)
+        if res is None:
             raise SystemExit(f"{run}: no results.json (run failed or still running?)")
-        res = json.loads(res_file.read_text())
         protocols.add(str(res.get("protocol")))
         name = f"{res.get('linker', '?')} ({Path(run).name})" if len(args.run_dirs) > 1 else ""
         for tau, r in (res.get("proposal_recall") or {}).items():

@@ -24,15 +24,14 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from wsal.atomic import atomic_path
-
-if TYPE_CHECKING:
-    from wsal.data.annotations import DatasetIndex
-    from wsal.structures import TubeDetections
+from wsal.data.annotations import DatasetIndex
+from wsal.data.video import VideoReader, write_video
+from wsal.structures import TubeDetections
 
 __all__ = [
     "GT_COLOR",
@@ -50,6 +49,8 @@ __all__ = [
     "plot_pr",
     "plot_pr_curves",
     "plot_map_vs_iou",
+    "plot_bars",
+    "plot_cost",
 ]
 
 #: RGB colour of ground-truth boxes (blue).
@@ -389,8 +390,6 @@ def save_tube_video(
         band = _title_band(title, out.shape[2])  # [h, W*s, 3]
         out = np.concatenate([np.broadcast_to(band, (out.shape[0], *band.shape)), out], axis=1)
     if suffix == ".mp4":
-        from wsal.data.video import write_video
-
         h, w = out.shape[1:3]
         out = np.pad(out, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)))  # [T, even H, even W, 3]
         write_video(path, out, fps=fps)  # atomic itself
@@ -473,8 +472,6 @@ def read_video_frames(
     """
     import cv2
 
-    from wsal.data.video import VideoReader
-
     if video not in index.videos:
         raise KeyError(f"unknown video {video!r}")
     info = index.videos[video]
@@ -530,8 +527,6 @@ def video_strip(
     Returns:
         uint8 [H * scale + band, T * W * scale, 3] RGB, as :func:`tube_strip`.
     """
-    from wsal.data.video import VideoReader
-
     if video not in index.videos:
         raise KeyError(f"unknown video {video!r}")
     if num_frames < 1:
@@ -773,9 +768,3 @@ def plot_cost(
     vals = np.array([v for _, v in points.values()], dtype=np.float64)
     ax.set_ylim(0.0, max(float(vals.max()) * 1.2, 1e-3) if vals.size else 1.0)
     _save_figure(fig, path)
-
-
-if __name__ == "__main__":  # python -m wsal.viz ...: the command line lives in wsal.viz_cli
-    from wsal.viz_cli import main
-
-    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""The composing layer: the one route, CLIs that combine stages."""
