@@ -1,11 +1,12 @@
 """Evaluate a finished run again: ``python eval.py run_dir=outputs/train/<time> [ckpt=...] [evaluation.protocol=voc]``.
 
 With a checkpoint (``ckpt=auto``, the default: the run's ``checkpoints/best.ckpt``, else its
-``last.ckpt``; or ``ckpt=PATH``) the run is *rebuilt*: dataset, detector, linker, method and
-reranking from its saved ``.hydra/config.yaml``, the trained method from the checkpoint; the
-evaluation split is predicted again and ``detections.npz`` (TubeDetections), ``results.json`` and
-pictures are written into ``<run_dir>/eval/<time>/``. Without one (methods that do not train, or
-``ckpt=null``) the run's ``detections.npz`` (or ``detections=PATH``) is re-evaluated.
+``last.ckpt``; or ``ckpt=PATH``) the run is *rebuilt*: the one route (:func:`wsal.app.route.run`)
+runs on the run's saved ``.hydra/config.yaml`` with the trained method loaded from the
+checkpoint's state dict (``weights_only``) instead of trained; the evaluation split is predicted
+again and ``detections.npz`` (TubeDetections), ``results.json`` and pictures are written into
+``<run_dir>/eval/<time>/``. Without one (methods that do not train, or ``ckpt=null``) the run's
+``detections.npz`` (or ``detections=PATH``) is re-evaluated.
 """
 
 from __future__ import annotations
@@ -14,73 +15,38 @@ import logging
 from pathlib import Path
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
-from wsal.runs import SavedRun, check_checkpoint, load_run
+from wsal.app import route
+from wsal.atomic import atomic_write_json
+from wsal.evaluation.results import EvaluationSpec, print_summary
+from wsal.runs import check_checkpoint, load_run
 
 log = logging.getLogger("wsal.eval")
 
 
-def rebuild_and_predict(run: SavedRun, cfg: DictConfig, ckpt: Path, out: Path) -> dict:
-    """Rebuild the run from its config, load the method from ``ckpt``, predict and evaluate."""
-    import train
-
-    check_checkpoint(ckpt)
-    run_cfg = run.config
-    with open_dict(run_cfg):
-        run_cfg.paths.output_dir = str(out)
-        run_cfg.evaluation = cfg.evaluation
-        run_cfg.logger = {}
-    res = train.run(
-        run_cfg,
-        ckpt_path=str(ckpt),
-        fit=False,
-        choices=run.choices,
-    )
-    assert res is not None
-    res["rebuilt_from"] = {"run_dir": str(run.path), "checkpoint": str(ckpt)}
-    return res
-
-
 @hydra.main(version_base="1.3", config_path="conf", config_name="eval")
 def main(cfg: DictConfig) -> float:
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.utils import instantiate
-
-    from wsal.atomic import atomic_write_json
-    from wsal.pipeline import (
-        EvaluationSpec,
-        evaluate,
-        link_cached,
-        print_summary,
-        tubes_to_detections,
-    )
-    from wsal.structures import TubeDetections
-
     run = load_run(cfg.run_dir)  # FileNotFoundError unless a train.py run folder
-    run_dir, run_cfg = run.path, run.config
     out = Path(HydraConfig.get().runtime.output_dir)
     ckpt = run.checkpoint(cfg.get("ckpt", "auto"))
-    if ckpt is not None:
-        res = rebuild_and_predict(run, cfg, ckpt, out)
-        atomic_write_json(out / "results.json", res, indent=1)
-        log.info("rebuilt %s from %s: %s/results.json", run_dir, ckpt, out)
-        return float(next(iter(res["video_mAP"].values())))
-    dets_path = Path(cfg.detections) if cfg.detections else run.detections_path
-    prepared = instantiate(run_cfg.dataset).prepare()
-    tubes = link_cached(
-        prepared,
-        instantiate(run_cfg.detector),
-        instantiate(run_cfg.linker),
-        run_cfg.paths.cache_dir,
-    )
-    spec = EvaluationSpec(**cfg.evaluation)
-    videos = prepared.index.split(spec.split)
-    results = TubeDetections.load(dets_path, label_names=prepared.index.labels)
-    res = evaluate(prepared.index, results, tubes_to_detections(videos, tubes), spec)
-    res["detections_file"] = str(dets_path)
+    if ckpt is not None:  # rebuild: the route with the trained method loaded, not fitted
+        check_checkpoint(ckpt)
+        run_cfg = run.config
+        with open_dict(run_cfg):
+            run_cfg.paths.output_dir = str(out)
+            run_cfg.evaluation = cfg.evaluation
+            run_cfg.logger = {}
+        res = route.run(run_cfg, fit=False, checkpoint=ckpt, choices=run.choices)
+        assert res is not None
+        res["rebuilt_from"] = {"run_dir": str(run.path), "checkpoint": str(ckpt)}
+        log.info("rebuilt %s from %s: %s/results.json", run.path, ckpt, out)
+    else:  # re-evaluate the saved detections
+        dets = Path(cfg.detections) if cfg.detections else run.detections_path
+        res = route.evaluate_saved(run.config, dets, EvaluationSpec(**cfg.evaluation))
+        print_summary(res, f"re-evaluation of {run.path}")
     atomic_write_json(out / "results.json", res, indent=1)
-    print_summary(res, f"re-evaluation of {run_dir}")
     return float(next(iter(res["video_mAP"].values())))
 
 

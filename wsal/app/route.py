@@ -37,7 +37,7 @@ from wsal.structures import TubeDetections, Tubes
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Trainers", "build_loggers", "run", "write_results"]
+__all__ = ["Trainers", "build_loggers", "evaluate_saved", "run", "write_results"]
 
 
 def build_loggers(cfg: DictConfig, wandb_id: str | None = None) -> list:
@@ -185,6 +185,22 @@ def run(
     log_results(loggers, cfg, res, out_dir)
     print_summary(res, f"{res['dataset']}: {res['linker']} tubes, method={res['method']}")
     log.info("results: %s/results.json  pictures: tubes.png, recall.png, pr.png", out_dir)
+    return res
+
+
+def evaluate_saved(
+    cfg: DictConfig, detections: str | os.PathLike, spec: EvaluationSpec
+) -> dict[str, Any]:
+    """Evaluate a saved detections file against the run's dataset (``cfg``: the run's config),
+    proposal recall from the run's cached tubes; nothing is trained or predicted."""
+    prepared = instantiate(cfg.dataset).prepare()
+    tubes = link_cached(
+        prepared, instantiate(cfg.detector), instantiate(cfg.linker), cfg.paths.cache_dir
+    )
+    videos = prepared.index.split(spec.split)
+    results = TubeDetections.load(detections, label_names=prepared.index.labels)
+    res = evaluate(prepared.index, results, tubes_to_detections(videos, tubes), spec)
+    res["detections_file"] = str(detections)
     return res
 
 
