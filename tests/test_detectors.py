@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from tests.tiny import TINY_SYNTH
 from wsal.data.annotations import DatasetIndex, read_wsal_json
 from wsal.data.detections import DetectionsFormatError, load_detections
-from wsal.data.synthetic import SynthConfig, generate
+from wsal.data.synthactors import SynthConfig, generate
 from wsal.data.video import VideoError, read_frames
 from wsal.detection import (
     DetectorModule,

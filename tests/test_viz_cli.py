@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from wsal.data.annotations import DatasetIndex, GTTube, VideoInfo, read_wsal_json
-from wsal.data.synthetic import SynthConfig, generate
+from wsal.data.synthactors import SynthConfig, generate
 from wsal.evaluation import GroundTruth, video_ap
 from wsal.evaluation.protocol import pr_curves
 from wsal.structures import TubeDetections

@@ -31,6 +31,7 @@ from wsal.data.annotations import (
     check_jhmdb_layout,
     load_index,
 )
+from wsal.data.synthactors import SynthConfig, ensure_synthactors
 
 __all__ = [
     "PreparedDataset",
@@ -170,7 +171,7 @@ def _file_key(*paths: Path | None, extra: object = None) -> str:
 class SynthActors:
     """The embedded benchmark, generated under ``root`` on first use (DESIGN §5).
 
-    Arguments are :class:`wsal.data.synthetic.SynthConfig` fields; the folder is regenerated when
+    Arguments are :class:`wsal.data.synthactors.SynthConfig` fields; the folder is regenerated when
     they change (its ``meta.json`` holds their hash).
     """
 
@@ -192,7 +193,6 @@ class SynthActors:
 
     def prepare(self) -> PreparedDataset:
         from wsal.data.annotations import read_wsal_json
-        from wsal.data.synthetic import SynthConfig, ensure_synthactors
 
         cfg = SynthConfig(**self.config)  # type: ignore[arg-type]
         root = ensure_synthactors(self.root, cfg, workers=self.workers, progress=self.progress)

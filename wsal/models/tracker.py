@@ -38,6 +38,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from wsal.data.annotations import DatasetIndex
+from wsal.data.synthactors import ensure_synthactors
 from wsal.linking.siamfc import (
     SiamFCConfig,
     SiamFCNet,
@@ -452,8 +453,6 @@ def ensure_tracker(
     """
     root = Path(dataset_root)
     if not (root / "annotations.json").is_file():
-        from wsal.data.synthetic import ensure_synthactors
-
         ensure_synthactors(root, progress=progress)
     cfg = config if config is not None else SiamFCConfig()
     tr = train if train is not None else TrackerTrainConfig()

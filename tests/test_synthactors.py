@@ -13,18 +13,22 @@ import decord
 import numpy as np
 import pytest
 
-from wsal.data import synthetic
 from wsal.data.annotations import read_wsal_json
-from wsal.data.synthetic import (
+from wsal.data.synthactors import (
     CLASSES,
+    GENERATOR_VERSION,
     SCENES,
     DetectorNoise,
     SynthConfig,
     config_hash,
     ensure_synthactors,
     generate,
+    generator,
+    motion,
+    render,
     stats,
 )
+from wsal.data.synthactors.__main__ import main
 
 # 3 classes x (4 train + 2 test) videos: small enough to generate in about a second, large enough
 # (~250 GT boxes per class) to compare the simulated detector's recall between classes.
@@ -78,7 +82,7 @@ def test_files_exist_and_parse(small):
         assert len(vr) == info.nframes
         assert vr[0].asnumpy().shape == (48, 64, 3)
     meta = json.loads((small / "meta.json").read_text())
-    assert meta["version"] == synthetic.GENERATOR_VERSION
+    assert meta["version"] == GENERATOR_VERSION
     assert meta["config_hash"] == config_hash(SMALL)
     assert SynthConfig.from_dict(meta["config"]) == SMALL
 
@@ -118,13 +122,13 @@ def test_gt_box_is_tight_around_the_drawn_figure():
     cfg = SynthConfig(width=160, height=120)
     for ci in range(len(CLASSES)):
         rng = np.random.default_rng(ci)
-        body = synthetic._actor_look(rng, 60.0, np.zeros((1, 3)))
+        body = render._actor_look(rng, 60.0, np.zeros((1, 3)))
         body.color = body.far_color = (255, 255, 255)
-        track = synthetic._simulate_actor(rng, cfg, 40, body, 110.0, 80.0, (ci, 0, 39))
+        track = motion._simulate_actor(rng, cfg, 40, body, 110.0, 80.0, (ci, 0, 39))
         for f in range(0, 40, 3):
             img = np.zeros((120, 160, 3), np.uint8)
-            synthetic._draw(img, track, f)
-            ys, xs = np.nonzero(img[..., 0] > synthetic._VISIBLE)
+            render._draw(img, track, f)
+            ys, xs = np.nonzero(img[..., 0] > render._VISIBLE)
             ink = np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], float)
             box = track.boxes[f]
             assert np.all(box[:2] <= ink[:2] + 1) and np.all(box[2:] >= ink[2:] - 1), CLASSES[ci]
@@ -184,7 +188,7 @@ def test_recall_counts_a_perfect_detector_as_one(tmp_path):
     root = generate(tmp_path / "ds", TINY, workers=1, progress=False)
     index = read_wsal_json(root / "annotations.json")
     rows = [(v, f, b) for v, t in index.gt_tubes() for f, b in zip(t.frames, t.boxes)]
-    synthetic.np.savez(
+    np.savez(
         root / "detections.npz",
         video=np.array([r[0] for r in rows]),
         frame=np.array([r[1] for r in rows], np.int64),
@@ -254,9 +258,9 @@ def test_ensure_reuses_and_regenerates(tmp_path, monkeypatch):
     assert first["config_hash"] == config_hash(TINY)
 
     calls = []
-    real_generate = synthetic.generate
+    real_generate = generator.generate
     monkeypatch.setattr(
-        synthetic, "generate", lambda *a, **k: calls.append(1) or real_generate(*a, **k)
+        generator, "generate", lambda *a, **k: calls.append(1) or real_generate(*a, **k)
     )
     assert ensure_synthactors(root, TINY, workers=1, progress=False) == root
     assert calls == []  # same config: reused
@@ -273,7 +277,7 @@ def test_ensure_reuses_and_regenerates(tmp_path, monkeypatch):
 
 
 def failing_write_video(monkeypatch, after: int) -> None:
-    real = synthetic.write_video
+    real = render.write_video
     count = {"n": 0}
 
     def write_video(*args, **kwargs):
@@ -282,7 +286,7 @@ def failing_write_video(monkeypatch, after: int) -> None:
             raise RuntimeError("disk full (simulated)")
         real(*args, **kwargs)
 
-    monkeypatch.setattr(synthetic, "write_video", write_video)
+    monkeypatch.setattr(render, "write_video", write_video)
 
 
 def test_failure_leaves_nothing_half_written(tmp_path, monkeypatch):
@@ -341,7 +345,7 @@ def test_config_accepts_plain_containers():
 
 def test_cli_prints_what_it_made(tmp_path, capsys):
     out = tmp_path / "cli"
-    rc = synthetic.main(
+    rc = main(
         [
             "--out",
             str(out),

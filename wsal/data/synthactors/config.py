@@ -1,0 +1,213 @@
+"""SynthActors parameters: the class and scene lists, :class:`SynthConfig` with its validation,
+the simulated detector's :class:`DetectorNoise`, and :func:`config_hash`, the cache key of a
+generated dataset."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+__all__ = ["CLASSES", "SCENES", "GENERATOR_VERSION", "DetectorNoise", "SynthConfig", "config_hash"]
+
+#: Bump whenever a change to this package changes what is generated for a given config (cache key).
+GENERATOR_VERSION = "1"
+
+#: The action classes, in label order. Each is defined by joint motion only (see
+#: ``wsal.data.synthactors.motion``).
+CLASSES: tuple[str, ...] = ("wave", "jump", "run", "cartwheel", "crouch", "kick", "throw")
+
+#: Scene types. ``SCENES[i]`` is the context scene of ``CLASSES[i]``: a video of class i is shot in
+#: it with probability ``context_prob`` (otherwise in a uniformly random scene, possibly also i).
+SCENES: tuple[str, ...] = ("meadow", "stripes", "checker", "sand", "diagonal", "blobs", "indoor")
+
+
+@dataclass
+class DetectorNoise:
+    """Noise model of the simulated class-agnostic actor detector (per actor, per frame).
+
+    Deformation ``d`` in [0, 1] of a pose is ``max(d_rot, d_comp)`` where ``d_rot = (1 - cos φ) / 2``
+    for the tilt φ of the torso from upright (0 upright, 0.5 horizontal, 1 upside down) and
+    ``d_comp`` is the fraction of standing height lost (crouching). ``hidden`` in [0, 1] is the
+    fraction of the actor's box covered by nearer actors' boxes or outside the frame.
+
+    Fields:
+        miss_base: probability of missing an upright, fully visible actor.
+        miss_deform: added miss probability per unit of deformation ``d``.
+        miss_hidden: added miss probability per unit of ``hidden``.
+        shift_std: std of the box-centre shift, as a fraction of the box width/height.
+        scale_std: std of the log of the width/height scale factors (multiplicative jitter).
+        pixel_std: std of the additive per-coordinate jitter, pixels.
+        deform_jitter: ``shift_std`` and ``scale_std`` are multiplied by ``1 + deform_jitter * d``.
+        score_upright: mean score of an upright actor.
+        score_deform: score drop per unit of deformation ``d``.
+        score_std: std of the Gaussian score noise of a true detection.
+        dup_prob: probability that a true detection comes with a duplicate box.
+        dup_shift: std of the duplicate's extra jitter (centre and log-size), fraction of the box.
+        dup_score: mean factor of the duplicate's score relative to the original (±10 % noise).
+        fp_per_frame: Poisson mean of transient false positives per frame.
+        fp_texture_frac: fraction of false positives centred on textured pixels (sampled in
+            proportion to the blurred gradient magnitude of the empty scene), the rest uniformly.
+        fp_score_mean: mean score of a false positive.
+        fp_score_std: std of a false positive's score.
+        fp_static_per_video: Poisson mean of *persistent* false positives per video, each a fixed
+            box on textured clutter that fires on a frame with probability ``fp_static_rate`` and
+            scores ``fp_score_mean + 0.1`` on average (what a real detector does on a coat rack).
+        fp_static_rate: per-frame firing probability of a persistent false positive.
+        min_score: lower clip of every score (scores lie in ``[min_score, 1]``).
+    """
+
+    miss_base: float = 0.03
+    miss_deform: float = 0.55
+    miss_hidden: float = 0.6
+    shift_std: float = 0.04
+    scale_std: float = 0.06
+    pixel_std: float = 0.5
+    deform_jitter: float = 1.5
+    score_upright: float = 0.9
+    score_deform: float = 0.45
+    score_std: float = 0.06
+    dup_prob: float = 0.1
+    dup_shift: float = 0.12
+    dup_score: float = 0.75
+    fp_per_frame: float = 1.0
+    fp_texture_frac: float = 0.5
+    fp_score_mean: float = 0.3
+    fp_score_std: float = 0.12
+    fp_static_per_video: float = 0.5
+    fp_static_rate: float = 0.5
+    min_score: float = 0.01
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            v = float(getattr(self, f.name))
+            if not math.isfinite(v) or v < 0:
+                raise ValueError(f"DetectorNoise.{f.name} must be finite and >= 0, got {v}")
+            setattr(self, f.name, v)
+        for name in ("miss_base", "dup_prob", "fp_texture_frac", "fp_static_rate"):
+            if getattr(self, name) > 1:
+                raise ValueError(
+                    f"DetectorNoise.{name} is a probability, got {getattr(self, name)}"
+                )
+        if not 0 < self.min_score <= 1:
+            raise ValueError(f"DetectorNoise.min_score must be in (0, 1], got {self.min_score}")
+
+
+@dataclass
+class SynthConfig:
+    """Everything that shapes a SynthActors dataset (all of it goes into the cache key).
+
+    Fields:
+        classes: subset of :data:`CLASSES` to generate, in label order.
+        videos_per_class_train / videos_per_class_test: videos per class in each split.
+        width, height: frame size in pixels (even: lossy H.264 needs it).
+        min_frames, max_frames: video length range in frames (inclusive, uniform).
+        fps: frame rate of the videos (motion is defined in seconds, so fps changes sampling).
+        min_actors, max_actors: actors per video (one performer, the rest distractors).
+        min_action_frac, max_action_frac: fraction of the video covered by the action.
+        hard: let distractors perform another class (then the video has two labels/tubes).
+        hard_prob: in hard mode, probability that a video with distractors gets such a second
+            performer.
+        context_prob: probability that a video is shot in its class's scene (``SCENES``);
+            otherwise the scene is uniformly random.
+        frame_noise: std of the per-frame Gaussian pixel noise (uint8 units).
+        crf: H.264 constant rate factor of the videos (lower = better quality).
+        detector: the simulated detector's noise model.
+        seed: master seed.
+    """
+
+    classes: tuple[str, ...] = CLASSES
+    videos_per_class_train: int = 24
+    videos_per_class_test: int = 12
+    width: int = 160
+    height: int = 120
+    min_frames: int = 40
+    max_frames: int = 72
+    fps: float = 25.0
+    min_actors: int = 1
+    max_actors: int = 3
+    min_action_frac: float = 0.4
+    max_action_frac: float = 1.0
+    hard: bool = False
+    hard_prob: float = 0.5
+    context_prob: float = 0.5
+    frame_noise: float = 3.0
+    crf: int = 18
+    detector: DetectorNoise = field(default_factory=DetectorNoise)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.classes, str):
+            self.classes = tuple(c.strip() for c in self.classes.split(",") if c.strip())
+        self.classes = tuple(str(c) for c in self.classes)
+        if isinstance(self.detector, dict):
+            self.detector = DetectorNoise(**self.detector)
+        unknown = [c for c in self.classes if c not in CLASSES]
+        if unknown or not self.classes or len(set(self.classes)) != len(self.classes):
+            raise ValueError(
+                f"classes must be a non-empty subset of {CLASSES} without repeats, "
+                f"got {self.classes}"
+            )
+        for name in (
+            "videos_per_class_train",
+            "videos_per_class_test",
+            "width",
+            "height",
+            "min_frames",
+            "max_frames",
+            "min_actors",
+            "max_actors",
+            "crf",
+            "seed",
+        ):
+            setattr(self, name, int(getattr(self, name)))
+        for name in (
+            "fps",
+            "min_action_frac",
+            "max_action_frac",
+            "hard_prob",
+            "context_prob",
+            "frame_noise",
+        ):
+            setattr(self, name, float(getattr(self, name)))
+        self.hard = bool(self.hard)
+        if self.videos_per_class_train < 0 or self.videos_per_class_test < 0:
+            raise ValueError("videos per class must be >= 0")
+        if self.videos_per_class_train + self.videos_per_class_test == 0:
+            raise ValueError("the dataset would have no videos")
+        if self.width < 32 or self.height < 32 or self.width % 2 or self.height % 2:
+            raise ValueError(f"frame size must be even and >= 32, got {self.width}x{self.height}")
+        if not 4 <= self.min_frames <= self.max_frames:
+            raise ValueError(
+                f"need 4 <= min_frames <= max_frames, got {self.min_frames}, {self.max_frames}"
+            )
+        if not 1 <= self.min_actors <= self.max_actors:
+            raise ValueError(
+                f"need 1 <= min_actors <= max_actors, got {self.min_actors}, {self.max_actors}"
+            )
+        if not 0 < self.min_action_frac <= self.max_action_frac <= 1:
+            raise ValueError("need 0 < min_action_frac <= max_action_frac <= 1")
+        if self.fps <= 0:
+            raise ValueError(f"fps must be positive, got {self.fps}")
+        for name in ("hard_prob", "context_prob"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name} is a probability, got {getattr(self, name)}")
+        if self.frame_noise < 0 or not 0 <= self.crf <= 51:
+            raise ValueError("need frame_noise >= 0 and 0 <= crf <= 51")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["classes"] = list(self.classes)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SynthConfig:
+        return cls(**d)
+
+
+def config_hash(config: SynthConfig) -> str:
+    """Cache key of a config: sha256 of every parameter and :data:`GENERATOR_VERSION` (16 hex)."""
+    blob = json.dumps({"version": GENERATOR_VERSION, "config": config.to_dict()}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
