@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from wsal.models.actor_attention import ActorAttention, attention_pool
+from wsal.models.actor_attention import ActorAttention
+from wsal.nets.actor_attention import attention_pool
 
 
 def test_topk_mean_by_hand():

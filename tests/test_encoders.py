@@ -10,7 +10,7 @@ import torch
 import torchvision
 from torch import nn
 
-from wsal.models.encoders import ENCODERS, build_encoder
+from wsal.nets.encoders import ENCODERS, build_encoder
 
 # name, layers, C, stride, [(input H×W, map h×w)]. Small inputs keep vgg16/resnet50 fast.
 # small/vgg16 floor odd sizes (2×2 pools, 4×4 stride-2 convs); ResNets round up.
@@ -99,7 +99,7 @@ def test_full_model_state_dict_loads_backbone(tmp_path, caplog):
         del sd[k]
     path = tmp_path / "resnet18_full.pth"
     torch.save(sd, path)
-    with caplog.at_level("INFO", logger="wsal.models.encoders"):
+    with caplog.at_level("INFO", logger="wsal.nets.encoders"):
         enc = build_encoder("resnet18", weights=str(path)).eval()
     assert "ignored 27 keys of dropped layers (layer4, fc)" in caplog.text
     x = torch.randn(1, 3, 64, 64)

@@ -455,7 +455,7 @@ def test_video_descriptors_cached(dataset, monkeypatch):
 def test_cnn_matches_a_direct_roi_align_on_one_frame():
     from wsal.data.datamodule import normalize_frames
     from wsal.features import CNNExtractor
-    from wsal.models.encoders import build_encoder
+    from wsal.nets.encoders import build_encoder
 
     ext = CNNExtractor("small", weights=None, seed=3, output_size=5, device="cpu")
     frames = textured_frames(0)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from wsal.models.pooling import ActorOfInterestPooling, actor_of_interest_pool
+from wsal.nets.pooling import ActorOfInterestPooling, actor_of_interest_pool
 
 DEVICES = [
     "cpu",
@@ -59,7 +59,7 @@ def eq1_pool_loop(features, boxes, valid, stride, output_size):
 
 def random_case(gen, B=2, K=3, T=4, C=3, h=7, w=9, stride=4, dtype=torch.float32):
     """Random maps and boxes whose samples stay within the map's cell centres (where roi_align
-    and Eq. 1 agree; see the border note in wsal/models/pooling.py). Tube (0, 1) has one valid
+    and Eq. 1 agree; see the border note in wsal/nets/pooling.py). Tube (0, 1) has one valid
     frame (the last), tube (0, 2) none (if K > 2); invalid entries hold NaN boxes, never read."""
     features = torch.randn(B * T, C, h, w, generator=gen, dtype=dtype)  # [B*T, C, h, w]
     lo = torch.tensor([0.5 * stride, 0.5 * stride])  # first cell centre, input px

@@ -76,7 +76,7 @@ def test_shot_cuts_on_a_made_up_video():
 
 # ------------------------------------------------------------------------------------ encoder
 def test_efficientnet_lite0_encoder_stages_and_weights():
-    from wsal.models.encoders import build_encoder, efficientnet_lite0_weights, lite0_full
+    from wsal.nets.encoders import build_encoder, efficientnet_lite0_weights, lite0_full
 
     x = torch.randn(2, 3, 50, 66)  # ImageNet-normalised frames
     for layers, (c, s) in {1: (16, 2), 3: (40, 8), 5: (112, 16), 7: (320, 32)}.items():
@@ -99,7 +99,7 @@ def test_efficientnet_lite0_encoder_stages_and_weights():
 
 
 def test_missing_extra_is_named(monkeypatch):
-    from wsal.models.encoders import build_encoder
+    from wsal.nets.encoders import build_encoder
 
     monkeypatch.setitem(sys.modules, "efficientnet_lite_pytorch", None)  # import fails
     with pytest.raises(ImportError, match=r"wsal\[pretrained\]"):
@@ -110,7 +110,7 @@ def test_top5_is_sensible_on_real_frames(carphone, bikes):
     # A fast real-clip test: the man in the car wears a bow tie and a suit; frame 80 of bikes
     # is a van and a taxi's roof with a cyclist behind.
     from wsal.app.real_footage import top5
-    from wsal.models.encoders import lite0_full
+    from wsal.nets.encoders import lite0_full
 
     net = lite0_full("imagenet")
     car = [n for n, _ in top5(carphone[0], net)]

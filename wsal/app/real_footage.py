@@ -210,7 +210,7 @@ def top5(frame: np.ndarray, net: Any = None) -> list[tuple[str, float]]:
     import torch
     import torchvision
 
-    from wsal.models.encoders import lite0_full
+    from wsal.nets.encoders import lite0_full
 
     net = net if net is not None else lite0_full("imagenet")
     H, W = frame.shape[:2]

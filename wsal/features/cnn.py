@@ -1,7 +1,7 @@
 """CNN box features: a frame encoder + roi_align + pooling, run as a Lightning ``predict``.
 
 STIL §4 takes the 4,096-D ROI-pooled representation of a person-detector Faster R-CNN per box and
-L2-normalises it; wsal's equivalent is any :func:`wsal.models.encoders.build_encoder` encoder
+L2-normalises it; wsal's equivalent is any :func:`wsal.nets.encoders.build_encoder` encoder
 (random init, torchvision weights, a state-dict file) or the encoder of a trained wsal checkpoint
 (e.g. an actor-attention run's ``last.ckpt``), then for each box
 
@@ -9,7 +9,7 @@ L2-normalises it; wsal's equivalent is any :func:`wsal.models.encoders.build_enc
     -> [C, s, s] -> pooling ("avg": mean over the s x s grid -> [C]; "max"; "flatten": [C*s*s])
     -> L2-normalised.
 
-Coordinates follow ``wsal/models/pooling.py``: boxes ``xyxy`` in input pixels (x2/y2 the right /
+Coordinates follow ``wsal/nets/pooling.py``: boxes ``xyxy`` in input pixels (x2/y2 the right /
 bottom edges), feature cell ``u`` centred on input ``(u + 0.5) * stride``. Boxes are clipped to the
 frame and widened to at least ``min_box_size`` pixels (default: one feature cell) first
 (:func:`wsal.features.store.prepare_boxes`). Frames are ImageNet-normalised RGB, as the encoders'
@@ -58,7 +58,7 @@ from wsal.features.store import (
     prepare_boxes,
     write_chunk,
 )
-from wsal.models.encoders import Encoder, build_encoder, load_backbone_state
+from wsal.nets.encoders import Encoder, build_encoder, load_backbone_state
 from wsal.structures import Detections
 
 __all__ = ["CNNExtractor", "load_checkpoint_encoder", "pool_boxes", "POOLINGS"]
@@ -168,7 +168,7 @@ class CNNExtractor:
     """CNN box features and video descriptors (module docstring).
 
     Args:
-        encoder: a :data:`wsal.models.encoders.ENCODERS` name (default ``small``, or the
+        encoder: a :data:`wsal.nets.encoders.ENCODERS` name (default ``small``, or the
             checkpoint's encoder).
         weights: ``build_encoder`` weights: None (random init, seeded by ``seed``), a torchvision
             enum name, or a state-dict path.

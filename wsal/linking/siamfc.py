@@ -72,6 +72,8 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 from torchvision.ops import roi_align
 from tqdm import tqdm
 
+from wsal.nets.encoders import build_encoder
+
 __all__ = [
     "ARCH_FIELDS",
     "BACKBONES",
@@ -285,7 +287,7 @@ class SiamFCNet(nn.Module):
 
     With ``config.backbone == "efficientnet_lite0"`` the embedding is instead a frozen ImageNet
     EfficientNet-Lite0 trunk (stages 1-3: 40 channels, padded convs, stride 8, frozen BatchNorm;
-    :func:`wsal.models.encoders.build_encoder`), and the head correlates with the exemplar
+    :func:`wsal.nets.encoders.build_encoder`), and the head correlates with the exemplar
     features divided by their energy (``gain`` 1, ``bias`` 0: a perfect match gives about 1).
     ``stride`` is then 8 (an instance attribute; the class attribute is the AlexNet's 4).
     """
@@ -302,8 +304,6 @@ class SiamFCNet(nn.Module):
         self.pretrained = self.config.backbone != "alexnet"
         self.features: nn.Sequential
         if self.pretrained:
-            from wsal.models.encoders import build_encoder
-
             self.stride = self.config.stride  # type: ignore[misc]
             # stage 3 (stride 8) keeps cells small enough to place a head in a 176x144 video;
             # ImageNet-normalised input, as embed() below gives every backbone

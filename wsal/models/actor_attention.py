@@ -4,9 +4,9 @@ encoder (per frame) -> actor-of-interest pooling (Eq. 1, bilinear X x Y grid ins
 mean over the tube's frames) -> linear classifier per tube -> attention over tubes (per class, the
 mean of the top-k tube scores) -> softmax cross-entropy against the video label.
 
-``ActorAttentionNet`` is the plain network (``forward`` = inference: tube logits);
-``attention_pool`` is the tube -> video step; ``ActorAttention`` is the LightningModule that owns
-the loss, metrics and optimiser (STYLE 6).
+The plain network (``ActorAttentionNet``, ``forward`` = inference: tube logits) and the tube ->
+video step (``attention_pool``) are in :mod:`wsal.nets.actor_attention`; ``ActorAttention`` here is
+the LightningModule that owns the loss, metrics and optimiser (STYLE 6).
 """
 
 from __future__ import annotations
@@ -16,82 +16,12 @@ from typing import Any, Literal
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
-from wsal.models.encoders import Encoder, build_encoder
-from wsal.models.pooling import actor_of_interest_pool
+from wsal.nets.actor_attention import ATTENTIONS, ActorAttentionNet, attention_pool
+from wsal.nets.encoders import build_encoder
 
-__all__ = ["attention_pool", "ActorAttentionNet", "ActorAttention", "ATTENTIONS"]
-
-ATTENTIONS = ("topk", "max", "mean")
-
-
-def attention_pool(
-    tube_logits: Tensor, tube_mask: Tensor, mode: str = "topk", k: int = 12
-) -> Tensor:
-    """Video logits ``[B, L]`` from tube logits ``[B, K, L]`` and ``tube_mask bool[B, K]``.
-
-    - ``topk`` (the paper): per class, the mean of the ``k`` highest tube logits among the video's
-      valid tubes (``min(k, n_valid)`` when it has fewer); the gradient reaches the selected tubes
-      only, i.e. the binary-mask subgradient of the selection.
-    - ``max``: per class, the best valid tube (top-1); ``mean``: the mean over valid tubes.
-
-    A video without any valid tube gets zero logits (a uniform softmax, so no gradient signal).
-    """
-    if mode not in ATTENTIONS:
-        raise ValueError(f"unknown attention {mode!r}; choose one of {ATTENTIONS}")
-    B, K, L = tube_logits.shape
-    mask = tube_mask.bool()  # [B, K]
-    n_valid = mask.sum(dim=1)  # [B]
-    if mode == "mean":
-        w = (
-            mask.to(tube_logits.dtype) / n_valid.clamp_min(1).to(tube_logits.dtype)[:, None]
-        )  # [B, K]
-        return (tube_logits * w[:, :, None]).sum(dim=1)  # [B, L]
-    kk = torch.ones_like(n_valid) if mode == "max" else n_valid.clamp(max=k)  # [B] k per video
-    masked = tube_logits.masked_fill(~mask[:, :, None], float("-inf"))  # [B, K, L]
-    top, _ = masked.sort(dim=1, descending=True)  # [B, K, L] per class, best tubes first
-    rank = torch.arange(K, device=tube_logits.device)  # [K]
-    sel = (rank[None, :] < kk[:, None]).to(tube_logits.dtype)  # [B, K] the first kk ranks
-    top = torch.where(sel[:, :, None] > 0, top, torch.zeros_like(top))  # drop -inf of the rest
-    return (top * sel[:, :, None]).sum(dim=1) / kk.clamp_min(1).to(tube_logits.dtype)[:, None]
-
-
-class ActorAttentionNet(nn.Module):
-    """Encoder + actor-of-interest pooling + a linear classifier per tube.
-
-    ``forward(frames [B, T, 3, H, W], boxes [B, K, T, 4] xyxy input pixels, box_valid bool[B, K, T])
-    -> tube logits [B, K, L]``.
-    """
-
-    def __init__(
-        self,
-        encoder: Encoder,
-        num_classes: int,
-        output_size: tuple[int, int] = (5, 5),
-        dropout: float = 0.0,
-    ) -> None:
-        super().__init__()
-        self.encoder = encoder
-        self.output_size = (int(output_size[0]), int(output_size[1]))
-        in_features = encoder.out_channels * self.output_size[0] * self.output_size[1]
-        self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Linear(in_features, num_classes)
-        nn.init.xavier_uniform_(self.classifier.weight)  # the paper: Xavier initialisation
-        nn.init.zeros_(self.classifier.bias)
-
-    def tube_features(self, frames: Tensor, boxes: Tensor, box_valid: Tensor) -> Tensor:
-        """Pooled tube features ``[B, K, C * X * Y]``."""
-        x = frames.flatten(0, 1)  # [B*T, 3, H, W] (the encoder applies channels_last itself)
-        fmap = self.encoder(x)  # [B*T, C, h, w]
-        pooled = actor_of_interest_pool(
-            fmap, boxes, box_valid, 1.0 / self.encoder.stride, self.output_size
-        )  # [B, K, C, X, Y]
-        return pooled.flatten(2)  # [B, K, C*X*Y]
-
-    def forward(self, frames: Tensor, boxes: Tensor, box_valid: Tensor) -> Tensor:
-        feats = self.tube_features(frames, boxes, box_valid)  # [B, K, D]
-        return self.classifier(self.dropout(feats))  # [B, K, L]
+__all__ = ["ActorAttention"]
 
 
 class ActorAttention(pl.LightningModule):
@@ -100,7 +30,7 @@ class ActorAttention(pl.LightningModule):
     Args:
         num_classes: L.
         encoder / encoder_weights / frozen_bn / channels_last / trainable_encoder: see
-            :func:`wsal.models.encoders.build_encoder`.
+            :func:`wsal.nets.encoders.build_encoder`.
         output_size: the X x Y pooling grid (paper: 5 x 5).
         attention: ``topk`` (paper), ``max`` or ``mean`` (the ablation).
         k: tubes averaged per class by ``topk`` (paper: 12 of 20).

@@ -1,7 +1,7 @@
 """Actor-of-interest pooling (Guess Where §3.2, Eq. 1): bilinear X×Y sampling inside each tube box
 on its frame's response map, then the mean over the tube's frames.
 
-Coordinate convention (shared with ``wsal/models/encoders.py``). Boxes are ``xyxy`` float pixels of
+Coordinate convention (shared with ``wsal/nets/encoders.py``). Boxes are ``xyxy`` float pixels of
 the encoder's *input* frames, continuous: pixel column ``i`` spans ``[i, i + 1)``, so a box that
 covers columns ``0..9`` fully is ``x1 = 0, x2 = 10`` (x2/y2 are the right/bottom edges). Feature
 cell ``u`` covers input ``[u * stride, (u + 1) * stride)`` and sits at its centre; so an input

@@ -5,7 +5,7 @@ An :class:`Encoder` maps ``Tensor[N, 3, H, W]`` (N frames, float, normalized the
 expect: ImageNet mean/std for torchvision weights; normalization is the data transform's job) to
 response maps ``Tensor[N, C, h, w]``. Its ``stride`` is the number of input pixels per feature-map
 cell: cell ``i`` covers input pixels ``[i * stride, (i + 1) * stride)``, which is the convention
-``roi_align(..., spatial_scale=1 / stride, aligned=True)`` assumes (see ``wsal/models/pooling.py``).
+``roi_align(..., spatial_scale=1 / stride, aligned=True)`` assumes (see ``wsal/nets/pooling.py``).
 
 The state-dict keys of an encoder are exactly those of the torchvision model it is cut from
 (``features.0.weight`` for VGG16, ``conv1.weight``/``layer1.0.bn1.running_mean`` for ResNet), so a

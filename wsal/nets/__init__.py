@@ -1,0 +1,6 @@
+"""Networks: plain ``nn.Module`` classes and tensor functions, no training loops (DESIGN §3).
+
+``encoders`` (frame encoders, the ImageNet mean/std), ``pooling`` (actor-of-interest pooling,
+Guess Where Eq. 1) and ``actor_attention`` (the actor-attention network and its tube -> video
+pooling). The LightningModules that train them live in ``wsal.models``.
+"""
