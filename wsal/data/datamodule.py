@@ -47,6 +47,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 from wsal.data.annotations import DatasetIndex, GTTube
 from wsal.data.datasets import PreparedDataset
 from wsal.data.video import VideoReader, sample_segment_indices
+from wsal.nets.encoders import IMAGENET_MEAN, IMAGENET_STD
 from wsal.pipeline import link_cached
 from wsal.structures import Tubes
 from wsal.tube_ops import interpolate_gaps, st_iou_pairs
@@ -54,8 +55,6 @@ from wsal.tube_ops import interpolate_gaps, st_iou_pairs
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "IMAGENET_MEAN",
-    "IMAGENET_STD",
     "TubeBatch",
     "VideoRecord",
     "ActorTubeDataModule",
@@ -70,10 +69,6 @@ __all__ = [
     "resize_boxes",
     "stratified_holdout",
 ]
-
-#: ImageNet RGB mean and std (of pixels scaled to [0, 1]): the statistics pretrained encoders expect.
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 # Trailing tags of the seed sequences (see the module docstring).
 _ITEM_TAG, _ORDER_TAG, _HOLDOUT_TAG = 1, 2, 3

@@ -34,6 +34,8 @@ from torchvision.ops import FrozenBatchNorm2d
 
 __all__ = [
     "ENCODERS",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
     "PRETRAINED_ENCODERS",
     "Encoder",
     "LiteInput",
@@ -45,6 +47,11 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 ENCODERS = ("small", "vgg16", "resnet18", "resnet50")
+
+#: ImageNet RGB mean and std (of pixels scaled to [0, 1]): the statistics pretrained encoders expect,
+#: the one copy in wsal (the data transforms and the feature extractor normalise with it).
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 # Output channels after each stage: VGG16 conv stages 1-5, ResNet layer1-4.
 _VGG16_CHANNELS = (64, 128, 256, 512, 512)
@@ -357,16 +364,12 @@ class LiteInput(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.register_buffer("mean", torch.tensor(_IMAGENET_MEAN).view(1, 3, 1, 1), False)
-        self.register_buffer("std", torch.tensor(_IMAGENET_STD).view(1, 3, 1, 1), False)
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), False)
 
     def forward(self, x: Tensor) -> Tensor:
         """``x``: Tensor[N, 3, H, W] ImageNet-normalised -> same shape, ``(255 v - 127) / 128``."""
         return ((x * self.std + self.mean) * 255.0 - 127.0) / 128.0
-
-
-_IMAGENET_MEAN = (0.485, 0.456, 0.406)
-_IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def _lite_packages() -> tuple[Any, str]:
