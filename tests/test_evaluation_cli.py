@@ -1,20 +1,16 @@
-"""The evaluation CLI and the torchmetrics VideoAP (DDP state merge)."""
+"""The evaluation CLI."""
 
 from __future__ import annotations
 
 import json
-import os
-import socket
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from wsal.data.annotations import DatasetIndex, GTTube, VideoInfo, write_wsal_json
 from wsal.evaluation import GroundTruth, video_ap
 from wsal.evaluation.__main__ import main
-from wsal.evaluation.metric import VideoAP
 from wsal.structures import TubeDetections
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -158,45 +154,3 @@ def test_cli_on_real_ucfsports_gt_perfect_detections(tmp_path):
     present = {index.labels[t.label] for v in index.split("test") for t in index.videos[v].tubes}
     for name, ap in r["iou"]["0.75"]["AP"].items():
         assert ap == pytest.approx(1.0 if name in present else 0.0)
-
-
-def test_metric_accumulates_like_one_call():
-    index = small_index(12)
-    gt = GroundTruth.from_index(index, "test")
-    dets = noisy_dets(index, seed=1)
-    m = VideoAP(gt, thresholds=(0.2, 0.5))
-    half = len(dets) // 2
-    m.update(dets.select(np.arange(half)))
-    m.update(dets.select(np.arange(half, len(dets))))
-    got = m.compute()
-    ref = video_ap(gt, dets, [0.2, 0.5])
-    assert got["mAP@0.5"] == pytest.approx(ref.map(0.5))
-    assert got["mAP@0.5:0.95"] == pytest.approx(ref.map_50_95)
-
-
-def _ddp_worker(rank, world, port, out_dir):
-    import torch.distributed as dist
-
-    os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = "127.0.0.1", str(port)
-    dist.init_process_group("gloo", rank=rank, world_size=world)
-    index = small_index(12)
-    gt = GroundTruth.from_index(index, "test")
-    dets = noisy_dets(index, seed=1)
-    mine = np.isin(dets.video, gt.videos[rank::world])  # each rank sees its own videos
-    m = VideoAP(gt, thresholds=(0.5,))
-    m.update(dets.select(mine))
-    res = m.compute()
-    Path(out_dir, f"rank{rank}.json").write_text(json.dumps(res))
-    dist.destroy_process_group()
-
-
-def test_metric_merges_across_ddp_ranks(tmp_path):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    torch.multiprocessing.spawn(_ddp_worker, args=(2, port, str(tmp_path)), nprocs=2, join=True)
-    index = small_index(12)
-    ref = video_ap(GroundTruth.from_index(index, "test"), noisy_dets(index, seed=1), [0.5])
-    for r in range(2):
-        got = json.loads((tmp_path / f"rank{r}.json").read_text())
-        assert got["mAP@0.5"] == pytest.approx(ref.map(0.5))
