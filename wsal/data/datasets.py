@@ -30,6 +30,7 @@ from wsal.data.annotations import (
     DatasetIndex,
     check_jhmdb_layout,
     load_index,
+    read_wsal_json,
 )
 from wsal.data.synthactors import SynthConfig, ensure_synthactors
 
@@ -192,8 +193,6 @@ class SynthActors:
         self.config = config
 
     def prepare(self) -> PreparedDataset:
-        from wsal.data.annotations import read_wsal_json
-
         cfg = SynthConfig(**self.config)  # type: ignore[arg-type]
         root = ensure_synthactors(self.root, cfg, workers=self.workers, progress=self.progress)
         meta = json.loads((root / "meta.json").read_text())
