@@ -80,7 +80,6 @@ class ActorAttention(pl.LightningModule):
         oh, ow = output_size  # a list when it comes from a config
         self.net = ActorAttentionNet(enc, num_classes, (int(oh), int(ow)), dropout)
         self.name = "actor_attention"
-        self.trainable = True
 
     # ------------------------------------------------------------------------------- inference
     def forward(self, frames: Tensor, boxes: Tensor, box_valid: Tensor) -> Tensor:
