@@ -65,13 +65,8 @@ def main(cfg: DictConfig) -> float:
     from hydra.utils import instantiate
 
     from wsal.atomic import atomic_write_json
-    from wsal.pipeline import (
-        EvaluationSpec,
-        evaluate,
-        link_cached,
-        print_summary,
-        tubes_to_detections,
-    )
+    from wsal.linking.cache import link_cached, tubes_to_detections
+    from wsal.pipeline import EvaluationSpec, evaluate, print_summary
     from wsal.structures import TubeDetections
 
     run_dir = Path(cfg.run_dir)

@@ -22,7 +22,7 @@ from wsal.data.datamodule import (
 )
 from wsal.data.video import VideoReader, sample_segment_indices
 from wsal.detectors import StoredDetections
-from wsal.linking.linkers import TemporalPrimLinker
+from wsal.linking.temporal_prim import TemporalPrimLinker
 from wsal.structures import Tubes
 
 T = 8  # frames per clip: videos have 16-20 frames, so segments hold 2+ frames (random in training)

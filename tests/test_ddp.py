@@ -22,7 +22,7 @@ from tests.tiny import tiny_synthactors
 from wsal.data.datamodule import ActorTubeDataModule
 from wsal.detectors import StoredDetections
 from wsal.evaluation import GroundTruth, video_ap
-from wsal.linking.linkers import TemporalPrimLinker
+from wsal.linking.temporal_prim import TemporalPrimLinker
 from wsal.models.actor_attention import ActorAttention
 from wsal.pipeline import tube_scores_to_detections
 

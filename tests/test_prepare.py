@@ -63,7 +63,7 @@ def test_prepare_custom_end_to_end(
     direct = temporal_prim(dets[v], num_tubes=3, min_iou=0.1)
     prepared = AnnotatedDataset(str(root / "GT.pkl"), root=str(root / "Frames")).prepare()
     linker = TemporalPrimLinker(num_tubes=3, progress=False)
-    from wsal.pipeline import link_cached
+    from wsal.linking.cache import link_cached
 
     tubes = link_cached(prepared, StoredDetections(str(synth / "detections.npz")), linker, cache)
     assert list(cache.glob("tubes__*.npz")) == [cached]  # same key: the cache of the CLI run

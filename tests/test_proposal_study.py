@@ -41,7 +41,7 @@ class GTTracker:
 
 
 def test_study_tables_plot_and_bound(prepared, tmp_path):
-    from wsal.linking.linkers import ActorLinker, TemporalPrimLinker
+    from wsal.linking import ActorLinker, TemporalPrimLinker
     from wsal.linking.viterbi import ViterbiLinker
 
     index = prepared.index

@@ -147,7 +147,7 @@ def test_pretrained_config_and_checkpoint(tmp_path):
 def test_actor_linker_pretrained_backbone_option(tmp_path):
     """`linker=actor linker.backbone=efficientnet_lite0`: the untrained pretrained tracker is
     written once as a checkpoint beside the tracker data (a stable file: tube caches key on it)."""
-    from wsal.linking.linkers import ActorLinker
+    from wsal.linking.actor import ActorLinker
 
     a = ActorLinker(tracker_data=str(tmp_path / "synth"), backbone="efficientnet_lite0")
     tracker = a.get_tracker()

@@ -20,7 +20,9 @@ import numpy as np
 
 from wsal.data.annotations import DatasetIndex
 from wsal.data.datasets import PreparedDataset
-from wsal.pipeline import EvaluationSpec, Linker, link, link_cached, report
+from wsal.linking.base import Linker, link
+from wsal.linking.cache import link_cached
+from wsal.pipeline import EvaluationSpec, report
 from wsal.structures import Detections, Tubes
 
 log = logging.getLogger(__name__)

@@ -150,7 +150,7 @@ def _run_viterbi(args: argparse.Namespace) -> int:
 
 def _run_actor(args: argparse.Namespace) -> int:
     from wsal.data.annotations import load_index
-    from wsal.linking.linkers import ActorLinker
+    from wsal.linking.actor import ActorLinker
 
     t0 = time.perf_counter()
     index = load_index(args.annotations, root=args.root)

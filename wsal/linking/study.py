@@ -49,7 +49,7 @@ def coverage_bound(index: Any, split: str, iou: float) -> float:
 
 def _make_linker(name: str, num_tubes: int, args: argparse.Namespace) -> Any:
     if name == "temporal_prim":
-        from wsal.linking.linkers import TemporalPrimLinker
+        from wsal.linking.temporal_prim import TemporalPrimLinker
 
         return TemporalPrimLinker(num_tubes=num_tubes)
     if name == "viterbi":
@@ -57,7 +57,7 @@ def _make_linker(name: str, num_tubes: int, args: argparse.Namespace) -> Any:
 
         return ViterbiLinker(num_tubes=num_tubes)
     if name == "actor":
-        from wsal.linking.linkers import ActorLinker
+        from wsal.linking.actor import ActorLinker
 
         return ActorLinker(
             num_tubes=num_tubes,

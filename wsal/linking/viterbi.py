@@ -58,7 +58,7 @@ import numpy as np
 import torch
 
 # one slot-path -> Tubes conversion for both linkers (box rows = frame_ptr + slot)
-from wsal.linking.batching import BatchedLinker
+from wsal.linking.base import BatchedLinker
 from wsal.linking.temporal_prim import _to_tubes, linking_scores, resolve_backend
 from wsal.structures import Detections, Tubes
 
