@@ -217,16 +217,19 @@ def train_stil(cfg: DictConfig, st: Stages, ckpt_path=None, fit=True) -> dict:
 def train_and_evaluate(cfg: DictConfig, st: Stages, ckpt_path=None, fit=True) -> dict | None:
     """Fit a trainable method on the train split (resuming from ``ckpt_path``), predict the
     evaluation split on one device, evaluate. ``fit=False``: load the method from ``ckpt_path``."""
+    import functools
+
     from hydra.utils import instantiate
 
+    from wsal.linking.cache import link_cached
     from wsal.pipeline import report, tube_scores_to_detections
 
     spec, reranker, loggers, method_factory = st.spec, st.reranker, st.loggers, st.method
     dm = instantiate(cfg.data)(
         dataset=st.dataset,
-        detector=st.detector,
-        linker=st.linker,
-        cache_dir=cfg.paths.cache_dir,
+        tubes=functools.partial(
+            link_cached, detector=st.detector, linker=st.linker, cache_dir=cfg.paths.cache_dir
+        ),
         test_split=spec.split,
     )
     dm.prepare_data()
