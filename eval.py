@@ -64,6 +64,7 @@ def main(cfg: DictConfig) -> float:
     from hydra.core.hydra_config import HydraConfig
     from hydra.utils import instantiate
 
+    from wsal.app.stages import build_linker
     from wsal.atomic import atomic_write_json
     from wsal.linking.cache import link_cached, tubes_to_detections
     from wsal.pipeline import EvaluationSpec, evaluate, print_summary
@@ -86,7 +87,7 @@ def main(cfg: DictConfig) -> float:
     tubes = link_cached(
         prepared,
         instantiate(run_cfg.detector),
-        instantiate(run_cfg.linker),
+        build_linker(run_cfg.linker),
         run_cfg.paths.cache_dir,
     )
     spec = EvaluationSpec(**cfg.evaluation)

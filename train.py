@@ -78,12 +78,13 @@ def run(
     from hydra.core.hydra_config import HydraConfig
     from hydra.utils import instantiate
 
+    from wsal.app.stages import build_linker
     from wsal.pipeline import EvaluationSpec, print_summary, run_localization
 
     pl.seed_everything(cfg.seed, workers=True)
     dataset = instantiate(cfg.dataset)
     detector = instantiate(cfg.detector)
-    linker = instantiate(cfg.linker)
+    linker = build_linker(cfg.linker)  # makes the actor linker's tracker first when needed
     method = instantiate(cfg.method, _convert_="all")  # plain lists: weights_only checkpoints
     reranker = instantiate(cfg.reranking)
     supervision = instantiate(cfg.supervision)

@@ -145,20 +145,22 @@ def test_pretrained_config_and_checkpoint(tmp_path):
 
 
 def test_actor_linker_pretrained_backbone_option(tmp_path):
-    """`linker=actor linker.backbone=efficientnet_lite0`: the untrained pretrained tracker is
-    written once as a checkpoint beside the tracker data (a stable file: tube caches key on it)."""
+    """`linker=actor linker.default_tracker.backbone=efficientnet_lite0`: the untrained pretrained
+    tracker is written once as a checkpoint beside the tracker data (a stable file: tube caches
+    key on it)."""
     from wsal.linking.actor import ActorLinker
+    from wsal.models.tracker import default_tracker_checkpoint
 
-    a = ActorLinker(tracker_data=str(tmp_path / "synth"), backbone="efficientnet_lite0")
+    a = ActorLinker(checkpoint=default_tracker_checkpoint("efficientnet_lite0", tmp_path / "synth"))
     tracker = a.get_tracker()
     (ckpt,) = (tmp_path / "trackers").glob("siamfc_lite0_*.pt")
     assert tracker.net.config.backbone == "efficientnet_lite0"
     key = a.cache_key()
-    b = ActorLinker(tracker_data=str(tmp_path / "synth"), backbone="efficientnet_lite0")
+    b = ActorLinker(checkpoint=default_tracker_checkpoint("efficientnet_lite0", tmp_path / "synth"))
     assert b.cache_key() == key and b._checkpoint() == ckpt
     assert not (tmp_path / "synth").exists()  # no SynthActors generated, no training
     with pytest.raises(ValueError, match="backbone"):
-        ActorLinker(backbone="vgg")
+        default_tracker_checkpoint("vgg", tmp_path / "synth")
 
 
 def test_pretrained_response_peaks_at_the_exemplar(carphone):

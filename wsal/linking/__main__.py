@@ -169,7 +169,6 @@ def _run_actor(args: argparse.Namespace) -> int:
         min_score=args.min_score,
         batch_seeds=args.batch_seeds,
         checkpoint=args.tracker,
-        tracker_data=args.tracker_data,
         device=None if args.device == "cpu" else args.device,
     )
     tubes = linker.link({v: dets[v] for v in videos}, index=index)

@@ -53,6 +53,7 @@ from wsal.structures import Detections, Tubes
 from wsal.tube_ops import box_iou_paired
 
 __all__ = [
+    "MAKE_TRACKER",
     "ActorLinker",
     "Tracker",
     "actor_link",
@@ -248,6 +249,15 @@ def actor_link_reference(
 
 
 # --------------------------------------------------------------------------------------- linker
+#: How to make a tracker checkpoint (error messages name it).
+MAKE_TRACKER = (
+    "train one with `python -m wsal.models.tracker train --data data/synthactors --out "
+    "data/trackers/siamfc.pt`, or get the default one from "
+    "wsal.models.tracker.default_tracker_checkpoint (train.py does that when "
+    "linker.checkpoint is null)"
+)
+
+
 class ActorLinker:
     """Actor linking ("Guess Where?" §3.1, Alg. 1): detector seeds tracked by SiamFC.
 
@@ -257,8 +267,10 @@ class ActorLinker:
 
     Needs the videos' frames: the pipeline calls ``link(dets, index=index)`` and each video is
     decoded through ``index.video_path``. The tracker is a :class:`wsal.linking.siamfc.SiamFCTracker`
-    given directly, or loaded from ``checkpoint``; with neither, the default tracker is trained
-    once on the SynthActors train split at ``tracker_data`` and reused (``ensure_tracker``).
+    given directly (``tracker``), or loaded on first use from ``checkpoint``, a SiamFC checkpoint
+    file whose bytes also key the tube cache. The linker never trains a tracker: the caller makes
+    the checkpoint first (:data:`MAKE_TRACKER`); without ``tracker`` or an existing
+    ``checkpoint`` construction fails with a message saying how.
     """
 
     name = "actor"
@@ -272,21 +284,17 @@ class ActorLinker:
         batch_seeds: int | None = None,
         snap_iou: float | None = 0.5,
         tracker: Any = None,
-        checkpoint: str | None = None,
-        tracker_data: str | None = "data/synthactors",
+        checkpoint: str | os.PathLike | None = None,
         tracker_config: Mapping[str, Any] | None = None,
         device: str | None = None,
         progress: bool = True,
-        backbone: str = "alexnet",
     ) -> None:
         if num_tubes < 1:
             raise ValueError(f"num_tubes must be >= 1, got {num_tubes}")
-        if backbone not in ("alexnet", "efficientnet_lite0"):
-            raise ValueError(
-                f"backbone must be 'alexnet' or 'efficientnet_lite0', got {backbone!r}"
-            )
         if not 0.0 <= suppress_iou <= 1.0:
             raise ValueError(f"suppress_iou must be in [0, 1], got {suppress_iou}")
+        if tracker is None and not checkpoint:
+            raise ValueError(f"actor linker: needs a tracker checkpoint; {MAKE_TRACKER}")
         self.num_tubes = num_tubes
         self.suppress_iou = suppress_iou
         self.min_score = min_score
@@ -294,8 +302,9 @@ class ActorLinker:
         self.snap_iou = snap_iou
         self.tracker = tracker
         self._own_tracker = tracker is not None  # given in memory, not loaded from a checkpoint
-        self.checkpoint = checkpoint
-        self.tracker_data = tracker_data
+        self.checkpoint = str(checkpoint) if checkpoint else None
+        if self.checkpoint is not None:
+            self._checkpoint()  # a missing file fails now, not after the detections are read
         self.tracker_config = dict(tracker_config or {})
         if device == "auto":  # the GPU when there is one
             import torch
@@ -303,29 +312,20 @@ class ActorLinker:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = device
         self.progress = progress
-        self.backbone = backbone
 
     def _checkpoint(self) -> Path:
-        if self.checkpoint:
-            path = Path(self.checkpoint)
-            if not path.is_file():
-                raise FileNotFoundError(
-                    f"actor linker: tracker checkpoint {path} not found; train one with "
-                    "`python -m wsal.models.tracker train --data DATA --out PATH` or leave "
-                    "checkpoint unset to train the default tracker"
-                )
-            return path
-        if not self.tracker_data:
-            raise ValueError("actor linker: give a tracker, a checkpoint or tracker_data")
-        if self.backbone == "efficientnet_lite0":
-            return pretrained_tracker_checkpoint(Path(self.tracker_data).parent / "trackers")
-        from wsal.models.tracker import ensure_tracker
-
-        return Path(ensure_tracker(self.tracker_data))
+        """The checkpoint file, checked to exist."""
+        path = Path(str(self.checkpoint))
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"actor linker: tracker checkpoint {path} not found; {MAKE_TRACKER}"
+            )
+        return path
 
     def get_tracker(self) -> Any:
-        """The tracker, loaded (or trained once) on first use."""
+        """The tracker, loaded from the checkpoint on first use."""
         if self.tracker is None:
+            # torch and the network only when a video is linked (not to build a config)
             from wsal.linking.siamfc import SiamFCTracker
 
             self.tracker = SiamFCTracker(

@@ -62,7 +62,6 @@ def _make_linker(name: str, num_tubes: int, args: argparse.Namespace) -> Any:
         return ActorLinker(
             num_tubes=num_tubes,
             checkpoint=args.tracker,
-            tracker_data=args.tracker_data,
             device=args.device,
         )
     raise ValueError(f"unknown linker {name!r}: choose from temporal_prim, viterbi, actor")
