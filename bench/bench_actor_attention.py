@@ -22,7 +22,7 @@ import torch
 import wsal  # noqa: F401  (OpenCV before decord)
 from wsal.data.datamodule import ActorTubeDataModule
 from wsal.data.datasets import SynthActors
-from wsal.detectors import StoredDetections
+from wsal.detection.backends import StoredDetections
 from wsal.linking import TemporalPrimLinker, link_cached
 from wsal.models.actor_attention import ActorAttention
 

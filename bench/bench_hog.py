@@ -19,7 +19,8 @@ import numpy as np
 import torch
 
 import wsal  # noqa: F401  (OpenCV before decord)
-from wsal.detection.hog import HogDetectorModule, HogPeople
+from wsal.detection.hog import HogPeople
+from wsal.detection.predict import HogDetectorModule
 from wsal.real_footage import read_clip
 
 

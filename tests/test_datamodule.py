@@ -23,7 +23,7 @@ from wsal.data.datamodule import (
     stratified_holdout,
 )
 from wsal.data.video import VideoReader, sample_segment_indices
-from wsal.detectors import StoredDetections
+from wsal.detection.backends import StoredDetections
 from wsal.linking.cache import link_cached
 from wsal.linking.temporal_prim import TemporalPrimLinker
 from wsal.structures import Tubes

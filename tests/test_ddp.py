@@ -21,7 +21,7 @@ import torch
 
 from tests.tiny import tiny_synthactors
 from wsal.data.datamodule import ActorTubeDataModule
-from wsal.detectors import StoredDetections
+from wsal.detection.backends import StoredDetections
 from wsal.evaluation import GroundTruth, video_ap
 from wsal.linking.cache import link_cached
 from wsal.linking.temporal_prim import TemporalPrimLinker

@@ -15,7 +15,7 @@ from tests.fixtures.datasets.layouts import synth_as_act
 from wsal.data.annotations import UCFSPORTS_LABELS, read_act_pkl, write_act_pkl
 from wsal.data.datasets import AnnotatedDataset
 from wsal.data.prepare import detection_stats, expected_vs_found, main, tube_stats
-from wsal.detectors import StoredDetections
+from wsal.detection.backends import StoredDetections
 from wsal.linking import TemporalPrimLinker
 from wsal.linking.temporal_prim import temporal_prim
 

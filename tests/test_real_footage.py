@@ -214,7 +214,8 @@ def test_tracking_the_head_on_carphone(carphone, which):
 @pytest.mark.slow
 @pytest.mark.parametrize("which", ["synthactors", "pretrained"])
 def test_linking_on_bikes_respects_cuts_and_covers_the_man(bikes, which):
-    from wsal.detection.hog import HogDetectorModule, HogPeople
+    from wsal.detection.hog import HogPeople
+    from wsal.detection.predict import HogDetectorModule
     from wsal.real_footage import link_shots
     from wsal.structures import Detections
     from wsal.tube_ops import box_iou

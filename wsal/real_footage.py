@@ -262,7 +262,8 @@ def demo(
     import torch
 
     from wsal.atomic import atomic_write_json
-    from wsal.detection.hog import HogDetectorModule, HogPeople
+    from wsal.detection.hog import HogPeople
+    from wsal.detection.predict import HogDetectorModule
     from wsal.tube_ops import box_iou
     from wsal.viz import save_strips, save_tube_video, tube_strip
 

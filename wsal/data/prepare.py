@@ -117,7 +117,7 @@ def build_detector(
 ) -> Any:
     """``torchvision`` (any detection model, actors of interest ``classes``), ``file`` (a
     detections store at ``detections``) or ``dataset`` (the dataset's own detections file)."""
-    from wsal.detectors import StoredDetections, TorchvisionDetector
+    from wsal.detection.backends import StoredDetections, TorchvisionDetector
 
     if kind == "torchvision":
         return TorchvisionDetector(

@@ -78,7 +78,7 @@ def run_study(
     title: str = "",
 ) -> dict[str, Any]:
     """Link with every linker, measure recall curves on ``split``, write the report files."""
-    from wsal.detectors import StoredDetections
+    from wsal.detection.backends import StoredDetections
     from wsal.evaluation import GroundTruth, proposal_recall
     from wsal.pipeline import link_cached, tubes_to_detections
     from wsal.viz import plot_recall
