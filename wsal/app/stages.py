@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from wsal.configs import instantiate_node
 from wsal.linking.base import Linker
 from wsal.models.tracker import default_tracker_checkpoint
 
@@ -20,7 +20,8 @@ __all__ = ["build_linker"]
 
 
 def build_linker(linker_cfg: DictConfig | Mapping[str, Any]) -> Linker:
-    """The linker of a ``conf/linker/*.yaml`` node (interpolations resolved), instantiated.
+    """The linker of a ``conf/linker/*.yaml`` node (interpolations resolved), instantiated
+    (:func:`wsal.configs.instantiate_node`: a constructor's error comes out as itself).
 
     The node's ``default_tracker`` (the actor linker's: ``{backbone, data}``) is not a constructor
     argument but how to make the tracker checkpoint when ``checkpoint`` is null:
@@ -35,4 +36,4 @@ def build_linker(linker_cfg: DictConfig | Mapping[str, Any]) -> Linker:
     default = node.pop("default_tracker", None)
     if default is not None and not node.get("checkpoint") and node.get("tracker") is None:
         node["checkpoint"] = str(default_tracker_checkpoint(**default))
-    return instantiate(node)
+    return instantiate_node(node)
