@@ -35,13 +35,15 @@ Memory: ``(V*F_max + 2) * B_max * 48`` bytes (6 float64 per padded box).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-import torch
 
 from wsal.linking.base import BatchedLinker
 from wsal.structures import Detections, Tubes
+
+if TYPE_CHECKING:  # torch is imported by the torch backend only: numpy linking starts faster
+    import torch
 
 __all__ = ["TemporalPrimLinker", "temporal_prim", "temporal_prim_batch"]
 
@@ -282,6 +284,8 @@ def _run_torch(
     device: str | torch.device | None,
 ) -> list[list[tuple[int, np.ndarray]]]:
     """The numpy linker's step on torch tensors (any device); starts and bookkeeping on the CPU."""
+    import torch  # the optional backend's dependency (see the imports)
+
     dev = torch.device(device) if device is not None else torch.device("cpu")
     V, B = geom.V, geom.B
     Q = 2 * V
@@ -385,10 +389,15 @@ def linking_scores(
 def resolve_backend(backend: str, device: str | torch.device | None) -> str:
     """``auto`` -> numpy on CPU, torch elsewhere; anything but numpy/torch is an error."""
     if backend == "auto":
-        backend = "numpy" if device is None or torch.device(device).type == "cpu" else "torch"
+        backend = "numpy" if device is None or _device_type(device) == "cpu" else "torch"
     if backend not in ("numpy", "torch"):
         raise ValueError(f"unknown backend {backend!r}")
     return backend
+
+
+def _device_type(device: str | torch.device) -> str:
+    """``torch.device(device).type`` without importing torch: ``"cuda:1"`` -> ``"cuda"``."""
+    return str(device).split(":", 1)[0]
 
 
 # ----------------------------------------------------------------------------------------- out
