@@ -31,7 +31,7 @@ import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from omegaconf import DictConfig
@@ -274,10 +274,9 @@ def prepare(
         f"max {d['boxes_per_frame_max']}); {d['frames_without_boxes']} frames and "
         f"{d['videos_without_boxes']} videos without any box"
     )
-    if not hasattr(linker, "link"):  # a function making it
-        linker = linker()  # type: ignore[operator]
-    _print(f"\ntubes ({linker.name}) ...")
-    tubes = link_cached(prepared, detector, linker, cache_dir)
+    made = cast(Linker, linker if hasattr(linker, "link") else linker())  # type: ignore[operator]
+    _print(f"\ntubes ({made.name}) ...")
+    tubes = link_cached(prepared, detector, made, cache_dir)
     summary.tubes_by_video = tubes
     summary.tubes = tube_stats(tubes)
     t = summary.tubes
