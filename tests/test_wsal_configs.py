@@ -8,6 +8,7 @@ import pytest
 from hydra import compose as hydra_compose
 from hydra import initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
 from wsal.configs import compose, conf_dir, instantiate_node, instantiate_stage, override
@@ -41,7 +42,8 @@ def test_compose_twice_and_inside_an_initialised_hydra():
     assert not GlobalHydra.instance().is_initialized()
 
 
-def test_output_dir_resolves_outside_a_hydra_run():
+def test_output_dir_resolves_outside_a_hydra_run(monkeypatch):
+    monkeypatch.setattr(HydraConfig.instance(), "cfg", None)  # no run (another test may set one)
     cfg = compose()
     assert cfg.paths.output_dir == "outputs/train"  # not ${hydra:runtime.output_dir}
     assert cfg.trainer.default_root_dir == "outputs/train"
