@@ -32,8 +32,8 @@ demo-real: $(STAMP) ## real clips, no downloads: track a head (carphone), HOG + 
 	$(PY) -m wsal.app.real_footage demo --out outputs/real
 
 proposals: $(STAMP) ## proposal recall of temporal_prim, viterbi, actor on SynthActors, untrimmed + trimmed (CPU ~25 min)
-	$(PY) -m wsal.linking.study --out reports/proposals --threads 1 $(ARGS)
-	$(PY) -m wsal.linking.study --out reports/proposals_trimmed --data data/synthactors_trimmed \
+	$(PY) -m wsal.app.study --out reports/proposals --threads 1 $(ARGS)
+	$(PY) -m wsal.app.study --out reports/proposals_trimmed --data data/synthactors_trimmed \
 		--synth min_action_frac=1.0 --threads 1 $(ARGS)
 
 stil: $(STAMP) ## train and evaluate STIL on SynthActors (hoghof features, CPU)

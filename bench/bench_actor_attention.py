@@ -13,6 +13,7 @@ small), and peak GPU memory. The paper's setting is the default (VGG16, 16 x 224
 from __future__ import annotations
 
 import argparse
+import functools
 import time
 from pathlib import Path
 
@@ -21,8 +22,8 @@ import torch
 import wsal  # noqa: F401  (OpenCV before decord)
 from wsal.data.datamodule import ActorTubeDataModule
 from wsal.data.datasets import SynthActors
-from wsal.detectors import StoredDetections
-from wsal.linking import TemporalPrimLinker
+from wsal.detection.backends import StoredDetections
+from wsal.linking import TemporalPrimLinker, link_cached
 from wsal.models.actor_attention import ActorAttention
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -88,9 +89,12 @@ def main() -> None:
     device = torch.device(args.device)
     dm = ActorTubeDataModule(
         SynthActors(root=f"{args.data_dir}/synthactors", progress=False),
-        StoredDetections(name="synthetic"),
-        TemporalPrimLinker(num_tubes=20, progress=False),
-        cache_dir=f"{args.data_dir}/cache",
+        functools.partial(
+            link_cached,
+            detector=StoredDetections(name="synthetic"),
+            linker=TemporalPrimLinker(num_tubes=20, progress=False),
+            cache_dir=f"{args.data_dir}/cache",
+        ),
         num_frames=args.frames,
         num_tubes=20,
         batch_size=args.batch,

@@ -28,7 +28,8 @@ import torch
 
 import wsal  # noqa: F401  (OpenCV before decord)
 from wsal.data.annotations import read_wsal_json
-from wsal.detection import DetectorModule, build_detector, class_ids, jobs_from_index, run_detection
+from wsal.detection.model import build_detector, class_ids
+from wsal.detection.predict import DetectorModule, jobs_from_index, run_detection
 
 
 def _size(text: str) -> tuple[int, int]:

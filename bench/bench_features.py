@@ -22,7 +22,7 @@ import numpy as np
 
 import wsal  # noqa: F401  (OpenCV before decord)
 from wsal.data.datasets import SynthActors
-from wsal.detectors import StoredDetections
+from wsal.detection.backends import StoredDetections
 from wsal.features import HogHofExtractor, extract_box_features, extract_video_descriptors
 
 

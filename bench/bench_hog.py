@@ -20,7 +20,8 @@ import torch
 
 import wsal  # noqa: F401  (OpenCV before decord)
 from wsal.app.real_footage import read_clip
-from wsal.detection.hog import HogDetectorModule, HogPeople
+from wsal.detection.hog import HogPeople
+from wsal.detection.predict import HogDetectorModule
 
 
 def main() -> None:

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from wsal.linking.linkers import TemporalPrimLinker
+from wsal.linking.temporal_prim import TemporalPrimLinker
 from wsal.linking.viterbi import ViterbiLinker
 
 # name -> linker object (``.link({video: Detections}) -> {video: Tubes}``) from the parsed args

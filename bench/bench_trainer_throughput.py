@@ -16,6 +16,7 @@ never asserted.
 from __future__ import annotations
 
 import argparse
+import functools
 import time
 import warnings
 from pathlib import Path
@@ -26,8 +27,8 @@ import torch
 import wsal  # noqa: F401  (OpenCV before decord)
 from wsal.data.datamodule import ActorTubeDataModule
 from wsal.data.datasets import SynthActors
-from wsal.detectors import StoredDetections
-from wsal.linking import TemporalPrimLinker
+from wsal.detection.backends import StoredDetections
+from wsal.linking import TemporalPrimLinker, link_cached
 from wsal.models.actor_attention import ActorAttention
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -74,9 +75,12 @@ def main() -> None:
         for workers in (0, args.workers):
             dm = ActorTubeDataModule(
                 ds,
-                StoredDetections(name="synthetic"),
-                TemporalPrimLinker(num_tubes=20, progress=False),
-                cache_dir=str(Path(args.data_dir) / "cache"),
+                functools.partial(
+                    link_cached,
+                    detector=StoredDetections(name="synthetic"),
+                    linker=TemporalPrimLinker(num_tubes=20, progress=False),
+                    cache_dir=str(Path(args.data_dir) / "cache"),
+                ),
                 num_frames=args.frames,
                 num_tubes=20,
                 batch_size=args.batch,

@@ -143,9 +143,9 @@ def test_empty_and_bad_input() -> None:
 def test_actor_linker_through_the_pipeline_cache(tmp_path) -> None:
     """ActorLinker decodes each video via the index, links it, and the tube cache round-trips."""
     from wsal.data.datasets import SynthActors
-    from wsal.detectors import StoredDetections
-    from wsal.linking.linkers import ActorLinker
-    from wsal.pipeline import link_cached
+    from wsal.detection.backends import StoredDetections
+    from wsal.linking.actor import ActorLinker
+    from wsal.linking.cache import link_cached
 
     prepared = SynthActors(
         root=str(tmp_path / "synth"), workers=1, progress=False, **TINY_SYNTH

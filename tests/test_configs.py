@@ -13,15 +13,18 @@ from hydra.utils import instantiate
 from omegaconf import open_dict
 
 from tests.tiny import TINY, TINY_ACTOR_ATTENTION, run_script
+from wsal.app.stages import build_linker
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
 GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir())
 OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((CONF / g).glob("*.yaml"))]
-# values a user must give for options with mandatory (???) fields
+# values a user must give for options with mandatory (???) fields; and a tracker checkpoint, so
+# that building the actor linker trains no default tracker (test_actor_linker_default_tracker)
 REQUIRED = {
     ("dataset", "custom"): ["dataset.annotations={gt}"],
     ("detector", "file"): ["detector.path={dets}"],
+    ("linker", "actor"): ["linker.checkpoint={ckpt}"],
 }
 
 
@@ -57,7 +60,9 @@ def test_option_composes_and_instantiates(tmp_path, group, option):
     write_wsal_json(DatasetIndex(["a"], {"train": [], "test": []}, {}), gt)
     dets = tmp_path / "dets.npz"
     dets.write_bytes(b"")
-    extra = [o.format(gt=gt, dets=dets) for o in REQUIRED.get((group, option), [])]
+    ckpt = tmp_path / "tracker.pt"  # never read: the linker loads its tracker on first use
+    ckpt.write_bytes(b"")
+    extra = [o.format(gt=gt, dets=dets, ckpt=ckpt) for o in REQUIRED.get((group, option), [])]
     cfg = compose_cfg(tmp_path, [f"{group}={option}", f"paths.data_dir={tmp_path}/data", *extra])
     if group == "debug":  # a global package over the default run: it still instantiates
         assert cfg.task_name.startswith("debug") and cfg.resume == "never"
@@ -66,6 +71,8 @@ def test_option_composes_and_instantiates(tmp_path, group, option):
     if group == "experiment":  # a global package: everything it sets must still instantiate
         import torch
 
+        if "default_tracker" in cfg.linker:  # the actor linker: a checkpoint, no training
+            cfg.linker.checkpoint = str(ckpt)
         for g in ("dataset", "detector", "linker", "method", "data", "trainer"):
             if (
                 g == "trainer"
@@ -73,7 +80,7 @@ def test_option_composes_and_instantiates(tmp_path, group, option):
                 and not torch.cuda.is_available()
             ):
                 continue  # composes; instantiating it needs a CUDA device
-            assert instantiate(cfg[g]) is not None
+            assert (build_linker(cfg[g]) if g == "linker" else instantiate(cfg[g])) is not None
         return
     node = cfg[group]
     if group == "trainer" and node.get("accelerator") == "gpu":
@@ -98,7 +105,7 @@ def test_option_composes_and_instantiates(tmp_path, group, option):
         objs = [instantiate(c) for c in node.values()]
         assert objs or option == "none"
         return
-    obj = instantiate(node)
+    obj = build_linker(node) if group == "linker" else instantiate(node)
     assert obj is not None
 
 

@@ -3,7 +3,9 @@ normalisation, seeded determinism, gt_tube, hold-out split and bad input."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import pickle
 
 import numpy as np
 import pytest
@@ -21,8 +23,9 @@ from wsal.data.datamodule import (
     stratified_holdout,
 )
 from wsal.data.video import VideoReader, sample_segment_indices
-from wsal.detectors import StoredDetections
-from wsal.linking.linkers import TemporalPrimLinker
+from wsal.detection.backends import StoredDetections
+from wsal.linking.cache import link_cached
+from wsal.linking.temporal_prim import TemporalPrimLinker
 from wsal.structures import Tubes
 
 T = 8  # frames per clip: videos have 16-20 frames, so segments hold 2+ frames (random in training)
@@ -42,9 +45,12 @@ def make_dm(synth, dataset=None, linker=None, **kw) -> ActorTubeDataModule:
     args.update(kw)
     return ActorTubeDataModule(
         dataset or ds,
-        StoredDetections(name="synthetic"),
-        linker or TemporalPrimLinker(num_tubes=5, progress=False),
-        cache_dir=str(cache),
+        functools.partial(
+            link_cached,
+            detector=StoredDetections(name="synthetic"),
+            linker=linker or TemporalPrimLinker(num_tubes=5, progress=False),
+            cache_dir=str(cache),
+        ),
         **args,
     )
 
@@ -58,6 +64,43 @@ def assert_batches_equal(a: list[TubeBatch], b: list[TubeBatch]) -> None:
     for x, y in zip(a, b):
         for k in TubeBatch.__annotations__:
             torch.testing.assert_close(x[k], y[k], rtol=0, atol=0)
+
+
+def test_tube_source_is_called_once_per_process_and_pickles(synth):
+    """The caller hands the DataModule its tubes: a callable made once in prepare_data (setup
+    reuses them); the tube cache's partial pickles (ddp_spawn) and gives the same tubes."""
+    ds, cache = synth
+    source = functools.partial(
+        link_cached,
+        detector=StoredDetections(name="synthetic"),
+        linker=TemporalPrimLinker(num_tubes=5, progress=False),
+        cache_dir=str(cache),
+    )
+    calls: list[str] = []
+
+    def counting(prepared):
+        calls.append(prepared.name)
+        return source(prepared)
+
+    dm = ActorTubeDataModule(ds, counting, num_frames=T, num_tubes=7, batch_size=3)
+    dm.prepare_data()
+    dm.setup("fit")
+    dm.setup("predict")
+    assert calls == ["synthactors"]
+    assert set(dm.tubes) == set(dm.index.videos)
+    # a DataModule without prepare_data (DDP ranks > 0) makes them in setup, also once
+    calls.clear()
+    other = ActorTubeDataModule(ds, counting, num_frames=T, num_tubes=7, batch_size=3)
+    other.setup("fit")
+    assert calls == ["synthactors"]
+    again = pickle.loads(pickle.dumps(source))(dm.prepared)
+    assert set(again) == set(dm.tubes)
+    for v, t in dm.tubes.items():
+        np.testing.assert_array_equal(again[v].boxes, t.boxes)
+        np.testing.assert_array_equal(again[v].box_index, t.box_index)
+    assert pickle.loads(pickle.dumps(make_dm(synth))).tube_source.keywords["cache_dir"] == str(
+        cache
+    )
 
 
 def test_batch_keys_shapes_dtypes(synth):

@@ -11,6 +11,7 @@ for a pretrained encoder; VGG16 has none), conf/trainer/ddp.yaml synchronises it
 
 from __future__ import annotations
 
+import functools
 import warnings
 
 import numpy as np
@@ -20,9 +21,10 @@ import torch
 
 from tests.tiny import tiny_synthactors
 from wsal.data.datamodule import ActorTubeDataModule
-from wsal.detectors import StoredDetections
+from wsal.detection.backends import StoredDetections
 from wsal.evaluation import GroundTruth, video_ap
-from wsal.linking.linkers import TemporalPrimLinker
+from wsal.linking.cache import link_cached
+from wsal.linking.temporal_prim import TemporalPrimLinker
 from wsal.models.actor_attention import ActorAttention
 from wsal.models.methods import tube_scores_to_detections
 
@@ -38,9 +40,12 @@ def make_dm(synth, batch_size: int) -> ActorTubeDataModule:
     ds, cache = synth
     return ActorTubeDataModule(
         ds,
-        StoredDetections(name="synthetic"),
-        TemporalPrimLinker(num_tubes=4, progress=False),
-        cache_dir=str(cache),
+        functools.partial(
+            link_cached,
+            detector=StoredDetections(name="synthetic"),
+            linker=TemporalPrimLinker(num_tubes=4, progress=False),
+            cache_dir=str(cache),
+        ),
         num_frames=4,
         num_tubes=4,
         batch_size=batch_size,

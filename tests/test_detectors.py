@@ -22,21 +22,23 @@ from wsal.data.annotations import DatasetIndex, read_wsal_json
 from wsal.data.detections import DetectionsFormatError, load_detections
 from wsal.data.synthactors import SynthConfig, generate
 from wsal.data.video import VideoError, read_frames
-from wsal.detection import (
-    DetectorModule,
+from wsal.detection.backends import StoredDetections, TorchvisionDetector
+from wsal.detection.model import (
     WeightsNotFoundError,
     build_detector,
     class_ids,
-    completed_videos,
     filter_detections,
+    hub_file,
+    resolve_weights,
+)
+from wsal.detection.predict import (
+    DetectorModule,
+    completed_videos,
     jobs_from_index,
     merge_shards,
-    resolve_weights,
     run_detection,
     shard_videos,
 )
-from wsal.detection.model import hub_file
-from wsal.detectors import StoredDetections, TorchvisionDetector
 
 SMALL_MODEL = "fasterrcnn_mobilenet_v3_large_320_fpn"
 # 4 videos of 16-24 frames, 64x48 (a width decord decodes directly)

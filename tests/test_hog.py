@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from wsal.detection.hog import PERSON_LABEL, HogDetectorModule, HogPeople, hog_windows
-from wsal.detectors import HogDetector
+from wsal.detection.backends import HogDetector
+from wsal.detection.hog import PERSON_LABEL, HogPeople, hog_windows
+from wsal.detection.predict import HogDetectorModule
 from wsal.tube_ops import box_iou
 
 
@@ -142,3 +143,29 @@ def test_backend_detects_caches_and_reads_like_a_store(bikes, tmp_path):
 def test_bad_parameters_are_refused(kwargs):
     with pytest.raises(ValueError):
         HogPeople(**kwargs)
+
+
+def test_one_set_of_defaults():
+    """HOG_DEFAULTS is the one place the defaults are written: the window detector, the Lightning
+    module, the backend and conf/detector/hog.yaml all use (or document) the same values."""
+    import dataclasses
+    import inspect
+    from pathlib import Path
+
+    from omegaconf import OmegaConf
+
+    from wsal.detection.hog import HOG_DEFAULTS
+
+    want = dataclasses.asdict(HOG_DEFAULTS)
+    assert want["pad"] == (0.25, 1.5, 0.25) and want["nms_iou"] == 0.4  # the documented values
+    people = HogPeople().params()
+    assert {
+        k: people[k] for k in ("resize", "win_stride", "scale", "score_thresh", "min_inside")
+    } == {k: want[k] for k in ("resize", "win_stride", "scale", "score_thresh", "min_inside")}
+    assert tuple(people["pad"]) == want["pad"]
+    module = HogDetectorModule(HogPeople())
+    assert (module.nms_iou, module.max_per_frame) == (want["nms_iou"], want["max_per_frame"])
+    backend = inspect.signature(HogDetector).parameters
+    assert {k: backend[k].default for k in want} == want
+    yaml = OmegaConf.load(Path(__file__).resolve().parents[1] / "conf" / "detector" / "hog.yaml")
+    assert {k: yaml[k] for k in want} == {**want, "pad": list(want["pad"])}

@@ -41,6 +41,9 @@ LAYERS = (
 #: function-local imports of wsal modules that are allowed, with why
 LAZY = {
     ("wsal.features", "wsal.features.cnn"): "CNNExtractor pulls in torch + Lightning on demand",
+    ("wsal.detection.backends", "wsal.detection.model"): "torchvision models, only to detect",
+    ("wsal.detection.backends", "wsal.detection.predict"): "Lightning, only to detect",
+    ("wsal.linking.actor", "wsal.linking.siamfc"): "torch: the numpy linking CLI starts without it",
 }
 
 

@@ -1,4 +1,4 @@
-"""``python -m wsal.data.prepare`` end to end on a tiny SynthActors laid out as a real dataset
+"""``python -m wsal.app.prepare`` end to end on a tiny SynthActors laid out as a real dataset
 (ACT ``*-GT.pkl`` + ``Frames/<video>/00001.png``), with the dataset's stored detections."""
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 from tests.fixtures.datasets.layouts import synth_as_act
+from wsal.app.prepare import detection_stats, expected_vs_found, main, tube_stats
 from wsal.data.annotations import UCFSPORTS_LABELS, read_act_pkl, write_act_pkl
 from wsal.data.datasets import AnnotatedDataset
-from wsal.data.prepare import detection_stats, expected_vs_found, main, tube_stats
-from wsal.detectors import StoredDetections
+from wsal.detection.backends import StoredDetections
 from wsal.linking import TemporalPrimLinker
 from wsal.linking.temporal_prim import temporal_prim
 
@@ -63,7 +63,7 @@ def test_prepare_custom_end_to_end(
     direct = temporal_prim(dets[v], num_tubes=3, min_iou=0.1)
     prepared = AnnotatedDataset(str(root / "GT.pkl"), root=str(root / "Frames")).prepare()
     linker = TemporalPrimLinker(num_tubes=3, progress=False)
-    from wsal.pipeline import link_cached
+    from wsal.linking.cache import link_cached
 
     tubes = link_cached(prepared, StoredDetections(str(synth / "detections.npz")), linker, cache)
     assert list(cache.glob("tubes__*.npz")) == [cached]  # same key: the cache of the CLI run
@@ -138,7 +138,50 @@ def test_cli_subprocess(tmp_path: Path, layout: tuple[Path, Path]) -> None:
     root, synth = layout
     args = ["custom", *_args(root, synth, tmp_path / "c"), "--media-dir", "Frames",
             "--annotations", str(root / "GT.pkl")]  # fmt: skip
-    out = subprocess.run([sys.executable, "-m", "wsal.data.prepare", *args], cwd=ROOT,
+    out = subprocess.run([sys.executable, "-m", "wsal.app.prepare", *args], cwd=ROOT,
                          capture_output=True, text=True, timeout=300)  # fmt: skip
     assert out.returncode == 0, out.stderr[-2000:]
     assert "tubes (temporal_prim)" in out.stdout
+
+
+def test_stages_come_from_the_configs(tmp_path: Path, layout: tuple[Path, Path]) -> None:
+    """The flags are overrides of train.py's configs: the same stages (and cache keys) as the
+    classes built by hand with those values."""
+    from wsal.app.prepare import build_stages, parser, stage_overrides
+    from wsal.configs import compose
+    from wsal.detection.backends import TorchvisionDetector
+    from wsal.linking import ActorLinker
+
+    root, synth = layout
+    cache = tmp_path / "c"
+    args = parser().parse_args(
+        ["custom", "--root", str(root), "--media-dir", "Frames", "--frame-pattern", "{:05d}.png",
+         "--weights", "none", "--device", "cpu", "--cache-dir", str(cache), "--num-tubes", "4"]
+    )  # fmt: skip
+    dataset, detector, make_linker = build_stages(compose(stage_overrides(args)))
+    assert isinstance(dataset, AnnotatedDataset) and dataset.root == str(root / "Frames")
+    assert dataset.annotations == root / "annotations.json" and dataset.split is None
+    assert dataset.frame_pattern == "{:05d}.png"
+    by_hand = TorchvisionDetector(
+        weights=None, classes=("person",), device="cpu", num_workers=2,
+        out_dir=str(cache / "detections"),
+    )  # fmt: skip
+    assert isinstance(detector, TorchvisionDetector) and detector.classes == ("person",)
+    assert detector.out_dir == cache / "detections" and detector.num_workers == 2
+    assert detector.cache_key() == by_hand.cache_key()
+    linker = make_linker()
+    assert isinstance(linker, TemporalPrimLinker) and linker.num_tubes == 4
+    assert linker.cache_key() == TemporalPrimLinker(num_tubes=4).cache_key()
+    ckpt = tmp_path / "t.pt"
+    ckpt.write_bytes(b"tracker")
+    args = parser().parse_args(
+        ["jhmdb", "--root", str(root), "--split", "2", "--detector", "dataset", "--linker",
+         "actor", "--tracker-checkpoint", str(ckpt), "--cache-dir", str(cache)]
+    )  # fmt: skip
+    dataset, detector, make_linker = build_stages(compose(stage_overrides(args)))
+    assert (dataset.name, dataset.split, dataset.frame_pattern) == ("jhmdb", 2, "{:05d}.png")
+    assert isinstance(detector, StoredDetections) and detector.path is None
+    assert detector.name == "dataset"  # its cache keys as before
+    actor = make_linker()
+    assert isinstance(actor, ActorLinker) and actor.checkpoint == str(ckpt)
+    assert actor.num_tubes == 10

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from tests.tiny import TINY_SYNTH
+from wsal.app.study import coverage_bound, format_table, run_study
 from wsal.data.datasets import SynthActors
-from wsal.linking.study import coverage_bound, format_table, run_study
 from wsal.structures import TubeDetections
 
 
@@ -41,7 +41,7 @@ class GTTracker:
 
 
 def test_study_tables_plot_and_bound(prepared, tmp_path):
-    from wsal.linking.linkers import ActorLinker, TemporalPrimLinker
+    from wsal.linking import ActorLinker, TemporalPrimLinker
     from wsal.linking.viterbi import ViterbiLinker
 
     index = prepared.index
@@ -108,3 +108,42 @@ def test_actor_cli_with_a_checkpoint(prepared, tmp_path):
             assert len(rows.tube(i)) == prepared.index.videos[v].nframes
     with pytest.raises(FileNotFoundError, match="tracker checkpoint"):
         main([*args[:-1], str(tmp_path / "missing.pt")])
+
+
+def test_study_linkers_come_from_the_configs(tmp_path, monkeypatch):
+    """`--linkers a,b` are conf/linker/<name>.yaml with the flags as overrides; the actor linker
+    without --tracker gets the default tracker of --tracker-data (made by the composing code)."""
+    from wsal.app import stages
+    from wsal.app.study import _parser, make_linker
+    from wsal.linking import ActorLinker, TemporalPrimLinker
+    from wsal.linking.viterbi import ViterbiLinker
+
+    ckpt = tmp_path / "t.pt"
+    ckpt.write_bytes(b"tracker")
+    args = _parser().parse_args(["--out", "x", "--tracker", str(ckpt), "--snap-iou", "-1"])
+    prim, vit = make_linker("temporal_prim", 7, args), make_linker("viterbi", 7, args)
+    assert isinstance(prim, TemporalPrimLinker) and isinstance(vit, ViterbiLinker)
+    assert prim.cache_key() == TemporalPrimLinker(num_tubes=7).cache_key()
+    assert vit.cache_key() == ViterbiLinker(num_tubes=7).cache_key()
+    actor = make_linker("actor", 5, args)
+    assert isinstance(actor, ActorLinker) and actor.checkpoint == str(ckpt)
+    assert actor.num_tubes == 5 and actor.snap_iou is None
+    calls = []
+    monkeypatch.setattr(stages, "default_tracker_checkpoint", lambda **kw: calls.append(kw) or ckpt)
+    args = _parser().parse_args(["--out", "x", "--tracker-data", str(tmp_path / "sa")])
+    actor = make_linker("actor", 5, args)
+    assert calls == [{"backbone": "alexnet", "data": str(tmp_path / "sa")}]
+    assert actor.checkpoint == str(ckpt) and actor.snap_iou == 0.5
+
+
+def test_actor_cli_without_a_tracker_says_how_to_make_one(prepared, tmp_path):
+    from wsal.linking.__main__ import main
+
+    root = prepared.index.root
+    args = ["actor", "--detections", str(prepared.detections), "--annotations"]
+    args += [str(root / "annotations.json"), "--out", str(tmp_path / "t.npz")]
+    with pytest.raises(
+        SystemExit, match="give --tracker CKPT.*python -m wsal.models.tracker train"
+    ):
+        main(args)
+    assert not (tmp_path / "t.npz").exists()

@@ -145,20 +145,22 @@ def test_pretrained_config_and_checkpoint(tmp_path):
 
 
 def test_actor_linker_pretrained_backbone_option(tmp_path):
-    """`linker=actor linker.backbone=efficientnet_lite0`: the untrained pretrained tracker is
-    written once as a checkpoint beside the tracker data (a stable file: tube caches key on it)."""
-    from wsal.linking.linkers import ActorLinker
+    """`linker=actor linker.default_tracker.backbone=efficientnet_lite0`: the untrained pretrained
+    tracker is written once as a checkpoint beside the tracker data (a stable file: tube caches
+    key on it)."""
+    from wsal.linking.actor import ActorLinker
+    from wsal.models.tracker import default_tracker_checkpoint
 
-    a = ActorLinker(tracker_data=str(tmp_path / "synth"), backbone="efficientnet_lite0")
+    a = ActorLinker(checkpoint=default_tracker_checkpoint("efficientnet_lite0", tmp_path / "synth"))
     tracker = a.get_tracker()
     (ckpt,) = (tmp_path / "trackers").glob("siamfc_lite0_*.pt")
     assert tracker.net.config.backbone == "efficientnet_lite0"
     key = a.cache_key()
-    b = ActorLinker(tracker_data=str(tmp_path / "synth"), backbone="efficientnet_lite0")
+    b = ActorLinker(checkpoint=default_tracker_checkpoint("efficientnet_lite0", tmp_path / "synth"))
     assert b.cache_key() == key and b._checkpoint() == ckpt
     assert not (tmp_path / "synth").exists()  # no SynthActors generated, no training
     with pytest.raises(ValueError, match="backbone"):
-        ActorLinker(backbone="vgg")
+        default_tracker_checkpoint("vgg", tmp_path / "synth")
 
 
 def test_pretrained_response_peaks_at_the_exemplar(carphone):
@@ -213,7 +215,8 @@ def test_tracking_the_head_on_carphone(carphone, which):
 @pytest.mark.parametrize("which", ["synthactors", "pretrained"])
 def test_linking_on_bikes_respects_cuts_and_covers_the_man(bikes, which):
     from wsal.app.real_footage import link_shots
-    from wsal.detection.hog import HogDetectorModule, HogPeople
+    from wsal.detection.hog import HogPeople
+    from wsal.detection.predict import HogDetectorModule
     from wsal.structures import Detections
     from wsal.tube_ops import box_iou
 

@@ -35,6 +35,8 @@ from wsal.models.tracker import (
     TrackerTrainConfig,
     TrackingPairs,
     balanced_logistic_loss,
+    default_tracker_checkpoint,
+    default_tracker_path,
     ensure_tracker,
     evaluate_tracker,
     response_labels,
@@ -593,6 +595,32 @@ def test_ensure_tracker_trains_once_per_key(squares, tmp_path, monkeypatch):
         root, tmp_path / "trackers", train=TrackerTrainConfig(accelerator="cpu"), progress=False
     )
     assert d == a and len(calls) == 2
+
+
+def test_default_tracker_checkpoint_says_it_trains_once(squares, tmp_path, monkeypatch, caplog):
+    """What the composing code calls before building an actor linker without a checkpoint:
+    ensure_tracker's file (trained once, with a message saying what and why), then reused."""
+    calls = []
+
+    def fake_train(index, split, out, *, config, train, progress, extra):
+        calls.append(split)
+        return save_checkpoint(out, random_net(), {"key": extra["key"]})
+
+    monkeypatch.setattr(trk, "train_tracker", fake_train)
+    folder = tmp_path / "trackers"
+    with caplog.at_level("WARNING", logger="wsal.models.tracker"):
+        a = default_tracker_checkpoint("alexnet", squares.root, folder, progress=False)
+    assert (
+        "the actor linker needs a SiamFC tracker; training the default one once on" in caplog.text
+    )
+    assert str(squares.root) in caplog.text and calls == ["train"]
+    assert a == default_tracker_path(squares.root, folder) == ensure_tracker(squares.root, folder)
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="wsal.models.tracker"):
+        b = default_tracker_checkpoint("alexnet", squares.root, folder, progress=False)
+    assert b == a and calls == ["train"] and "training" not in caplog.text  # found, not trained
+    with pytest.raises(ValueError, match="backbone"):
+        default_tracker_checkpoint("vgg", squares.root, folder)
 
 
 def test_cli_train_and_eval(squares, tmp_path, capsys):

@@ -260,3 +260,30 @@ def test_cli_links_a_detections_file(tmp_path, capsys) -> None:
     np.testing.assert_array_equal(got.rows, want_td.rows)
     for i in range(len(got)):
         assert np.all(np.diff(got.tube(i)[:, 0]) == 1)  # contiguous, frame order
+
+
+def test_cli_numpy_path_imports_neither_torch_nor_lightning(tmp_path) -> None:
+    """The CPU linkers of ``python -m wsal.linking`` start without torch (it is the GPU backend's
+    dependency only) or Lightning, although the linker is composed from its Hydra config."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from wsal.data.detections import save_detections
+
+    rng = np.random.default_rng(4)
+    save_detections(tmp_path / "dets.npz", {"v": random_video(rng)})
+    for linker in ("temporal_prim", "viterbi"):
+        out = subprocess.run(
+            [sys.executable, "-X", "importtime", "-m", "wsal.linking", linker, "--detections",
+             str(tmp_path / "dets.npz"), "--out", str(tmp_path / "t.npz"), "--num-tubes", "2"],
+            cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert out.returncode == 0, out.stderr[-2000:]
+        modules = {
+            line.rsplit("|", 1)[-1].strip()
+            for line in out.stderr.splitlines()
+            if line.startswith("import time:")
+        }
+        assert "wsal.linking.temporal_prim" in modules and "hydra" in modules
+        assert not modules & {"torch", "pytorch_lightning", "lightning"}, linker

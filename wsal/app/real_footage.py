@@ -26,7 +26,17 @@ from typing import Any
 
 import numpy as np
 
+from wsal.atomic import atomic_write_json
+from wsal.data.video import read_frames
+from wsal.detection.hog import HogPeople
+from wsal.detection.predict import HogDetectorModule
+from wsal.linking.actor import actor_link
+from wsal.linking.siamfc import PRETRAINED_CONFIG, SiamFCConfig, SiamFCTracker
+from wsal.models.tracker import ensure_tracker
+from wsal.nets.encoders import lite0_full
 from wsal.structures import Detections, Tubes
+from wsal.tube_ops import box_iou, box_iou_paired
+from wsal.viz import save_strips, save_tube_video, tube_strip
 
 __all__ = [
     "CLIPS",
@@ -73,7 +83,6 @@ def clip_path(name: str) -> Path:
 
 def read_clip(name: str) -> np.ndarray:
     """All frames of clip ``name``: uint8 ``[T, H, W, 3]`` RGB."""
-    from wsal.data.video import read_frames
 
     return read_frames(clip_path(name))
 
@@ -136,7 +145,6 @@ def track_clip(frames: np.ndarray, box0: np.ndarray, tracker: Any, progress: boo
 
 def mean_iou(pred: np.ndarray, frames: np.ndarray, boxes: np.ndarray) -> float:
     """Mean IoU of ``pred[frames]`` (``[T, 4]``) with the labelled ``boxes`` ``[n, 4]``."""
-    from wsal.tube_ops import box_iou_paired
 
     return float(np.mean(box_iou_paired(pred[frames], boxes)))
 
@@ -160,7 +168,6 @@ def link_shots(
     ``[K, T]``, each valid inside one shot, ``box_index`` rows of ``dets``, sorted by descending
     score (the seed detection's).
     """
-    from wsal.linking.actor import actor_link
 
     T = len(frames)
     parts_b, parts_v, parts_i, parts_s = [], [], [], []
@@ -210,8 +217,6 @@ def top5(frame: np.ndarray, net: Any = None) -> list[tuple[str, float]]:
     import torch
     import torchvision
 
-    from wsal.nets.encoders import lite0_full
-
     net = net if net is not None else lite0_full("imagenet")
     H, W = frame.shape[:2]
     s = min(H, W)
@@ -227,12 +232,9 @@ def top5(frame: np.ndarray, net: Any = None) -> list[tuple[str, float]]:
 
 # ------------------------------------------------------------------------------------------ demo
 def _trackers(synth_checkpoint: str | None) -> dict[str, Any]:
-    from wsal.linking.siamfc import PRETRAINED_CONFIG, SiamFCConfig, SiamFCTracker
 
     out: dict[str, Any] = {}
     if synth_checkpoint is None:
-        from wsal.models.tracker import ensure_tracker
-
         synth_checkpoint = str(ensure_tracker("data/synthactors"))
     out["synthactors"] = SiamFCTracker(checkpoint=synth_checkpoint)
     out["pretrained"] = SiamFCTracker(config=SiamFCConfig(**PRETRAINED_CONFIG))
@@ -260,11 +262,6 @@ def demo(
     tubes red), ``bikes_tubes.mp4`` and ``results.json`` (every number printed). Returns that dict.
     """
     import torch
-
-    from wsal.atomic import atomic_write_json
-    from wsal.detection.hog import HogDetectorModule, HogPeople
-    from wsal.tube_ops import box_iou
-    from wsal.viz import save_strips, save_tube_video, tube_strip
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -25,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities import rank_zero_only
 
 from wsal import runs, viz
+from wsal.app.stages import build_linker
 from wsal.atomic import atomic_write_json
 from wsal.data.annotations import DatasetIndex
 from wsal.evaluation import GroundTruth, pr_curves
@@ -107,7 +108,7 @@ def run(
     # the stages, from the config
     dataset = instantiate(cfg.dataset)
     detector = instantiate(cfg.detector)
-    linker = instantiate(cfg.linker)
+    linker = build_linker(cfg.linker)  # the actor linker's tracker is made first, if missing
     method = instantiate(cfg.method, _convert_="all")  # plain lists: weights_only checkpoints
     reranker = instantiate(cfg.reranking)
     supervision = instantiate(cfg.supervision)
@@ -195,7 +196,10 @@ def evaluate_saved(
     proposal recall from the run's cached tubes; nothing is trained or predicted."""
     prepared = instantiate(cfg.dataset).prepare()
     tubes = link_cached(
-        prepared, instantiate(cfg.detector), instantiate(cfg.linker), cfg.paths.cache_dir
+        prepared,
+        detector=instantiate(cfg.detector),
+        linker=build_linker(cfg.linker),
+        cache_dir=cfg.paths.cache_dir,
     )
     videos = prepared.index.split(spec.split)
     results = TubeDetections.load(detections, label_names=prepared.index.labels)

@@ -25,7 +25,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from wsal.atomic import atomic_write_text
+from wsal.atomic import atomic_path, atomic_write_text
 
 __all__ = [
     "GTTube",
@@ -850,7 +850,6 @@ def write_act_pkl(index: DatasetIndex, path: str | os.PathLike) -> None:
     ``train2``/``test2``, ... become the ``train_videos``/``test_videos`` lists. Points are not
     part of the ACT layout and are dropped.
     """
-    from wsal.atomic import atomic_path
 
     gttubes: dict[str, dict[int, list[np.ndarray]]] = {}
     for vid, info in index.videos.items():

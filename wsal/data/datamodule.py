@@ -31,10 +31,8 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, TypedDict
 
 import numpy as np
@@ -48,7 +46,6 @@ from wsal.data.annotations import DatasetIndex, GTTube
 from wsal.data.datasets import PreparedDataset
 from wsal.data.video import VideoReader, sample_segment_indices
 from wsal.nets.encoders import IMAGENET_MEAN, IMAGENET_STD
-from wsal.pipeline import link_cached
 from wsal.structures import Tubes
 from wsal.tube_ops import interpolate_gaps, st_iou_pairs
 
@@ -392,10 +389,10 @@ class ActorTubeDataModule(pl.LightningDataModule):
     Args:
         dataset: a dataset source with ``prepare() -> PreparedDataset`` (e.g.
             :class:`wsal.data.datasets.SynthActors`).
-        detector: a detector backend (e.g. :class:`wsal.detectors.StoredDetections`).
-        linker: a linker (e.g. :class:`wsal.linking.TemporalPrimLinker`); tubes are linked once
-            and cached by :func:`wsal.pipeline.link_cached` under ``cache_dir``, the cache the rest
-            of the pipeline shares.
+        tubes: the tube source, ``tubes(prepared) -> {video: Tubes}`` (every video of the
+            index), called once per process in ``prepare_data`` / ``setup``. The caller composes
+            it, usually the shared tube cache: ``functools.partial(wsal.linking.cache.link_cached,
+            detector=..., linker=..., cache_dir=...)``. It must pickle for ``ddp_spawn``.
         num_frames: T, frames per video (one per equal temporal segment).
         num_tubes: K, tubes per video: the linker's first K, padded with empty (masked) tubes.
         batch_size: videos per batch.
@@ -422,9 +419,7 @@ class ActorTubeDataModule(pl.LightningDataModule):
     def __init__(
         self,
         dataset: Any,
-        detector: Any,
-        linker: Any,
-        cache_dir: str | os.PathLike = "data/cache",
+        tubes: Callable[[PreparedDataset], Mapping[str, Tubes]],
         num_frames: int = 16,
         num_tubes: int = 20,
         batch_size: int = 4,
@@ -457,9 +452,7 @@ class ActorTubeDataModule(pl.LightningDataModule):
                 raise ValueError(f"frame_size must be [H, W] of positive ints, got {frame_size}")
             size = (int(frame_size[0]), int(frame_size[1]))
         self.dataset = dataset
-        self.detector = detector
-        self.linker = linker
-        self.cache_dir = Path(cache_dir)
+        self.tube_source = tubes
         self.num_frames = int(num_frames)
         self.num_tubes = int(num_tubes)
         self.batch_size = int(batch_size)
@@ -482,11 +475,13 @@ class ActorTubeDataModule(pl.LightningDataModule):
 
     # ---------------------------------------------------------------------------- preparation
     def prepare_data(self) -> None:
-        """Generate/find the dataset and link its tubes into the cache (once; rank 0 per node)."""
+        """Generate/find the dataset and make its tubes (the tube source caches them; once,
+        rank 0 per node)."""
         if self.index is not None:  # set up already in this process (e.g. train.py, then fit)
             return
-        self.prepared = self.dataset.prepare()
-        link_cached(self.prepared, self.detector, self.linker, self.cache_dir)
+        prepared = self.dataset.prepare()
+        self.tubes = dict(self.tube_source(prepared))
+        self.prepared = prepared  # only with its tubes: setup() makes them when this failed
 
     def setup(self, stage: str | None = None) -> None:
         """Load the index and the cached tubes (once) and build the datasets of ``stage``
@@ -508,8 +503,9 @@ class ActorTubeDataModule(pl.LightningDataModule):
 
     def _load(self) -> None:
         if self.prepared is None:  # DDP ranks > 0 (prepare_data ran on rank 0) or no Trainer
-            self.prepared = self.dataset.prepare()
-        self.tubes = link_cached(self.prepared, self.detector, self.linker, self.cache_dir)
+            prepared = self.dataset.prepare()
+            self.tubes = dict(self.tube_source(prepared))  # rank > 0: from the source's cache
+            self.prepared = prepared
         index = self.index = self.prepared.index
         self.label_names = list(index.labels)
         train = list(index.split(self.train_split))

@@ -1,44 +1,13 @@
-"""Image detectors over video datasets: torchvision models by name, run as a sharded, resumable
-Lightning predict whose per-video shards merge into one detections store (docs/detectors.md)."""
+"""Detection: per-frame actor boxes for a dataset's videos (DESIGN §2, docs/detectors.md).
 
-from wsal.detection.model import (
-    ResolvedWeights,
-    WeightsNotFoundError,
-    build_detector,
-    class_ids,
-    filter_detections,
-    resolve_weights,
-)
-from wsal.detection.predict import (
-    DetectionDataModule,
-    DetectorModule,
-    FrameChunks,
-    ShardWriter,
-    VideoJob,
-    completed_videos,
-    dataset_key,
-    jobs_from_index,
-    merge_shards,
-    run_detection,
-    shard_videos,
-)
+- :mod:`wsal.detection.backends`: the detector backends the configs name
+  (``conf/detector/*.yaml``): a stored detections file, any torchvision model, OpenCV's HOG;
+- :mod:`wsal.detection.model`: torchvision detection models by name, weights, class filtering;
+- :mod:`wsal.detection.predict`: the sharded, resumable Lightning predict whose per-video shards
+  merge into one detections store;
+- :mod:`wsal.detection.hog`: OpenCV's HOG people detector (no download);
+- ``python -m wsal.detection``: run a torchvision detector over a dataset.
 
-__all__ = [
-    "DetectionDataModule",
-    "DetectorModule",
-    "FrameChunks",
-    "ResolvedWeights",
-    "ShardWriter",
-    "VideoJob",
-    "WeightsNotFoundError",
-    "build_detector",
-    "class_ids",
-    "completed_videos",
-    "dataset_key",
-    "filter_detections",
-    "jobs_from_index",
-    "merge_shards",
-    "resolve_weights",
-    "run_detection",
-    "shard_videos",
-]
+Nothing is imported here: ``backends`` and ``hog`` load without torch, ``model`` and ``predict``
+need torch and Lightning.
+"""

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from wsal.data.annotations import load_index, read_wsal_json
-from wsal.detectors import TorchvisionDetector
+from wsal.detection.backends import TorchvisionDetector
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -9,9 +9,11 @@ dataset's own detections (docs/real_footage.md).
 Conventions: frames ``uint8 [H, W, 3]`` RGB (a video ``[T, H, W, 3]``), frames 0-based, boxes
 ``xyxy`` float pixels of the frame as given, continuous (the frame is ``[0, 0, W, H]``); scores are
 the SVM margins of the windows (OpenCV's ``foundWeights``; about -1..3, 0 = the SVM's boundary);
-``labels`` are 1 (COCO's person index, as :class:`wsal.detectors.TorchvisionDetector` writes).
+``labels`` are 1 (COCO's person index, as :class:`wsal.detection.backends.TorchvisionDetector`
+writes).
 
-Steps for one frame (:func:`hog_windows`, then :func:`wsal.detection.model.filter_detections`):
+Steps for one frame (:func:`hog_windows`, then :func:`wsal.detection.model.filter_detections` in
+:class:`wsal.detection.predict.HogDetectorModule`, the Lightning side):
 
 1. resize the frame by ``resize`` (``> 1`` finds people smaller than the 128-pixel window,
    ``< 1`` is faster for large people);
@@ -23,24 +25,43 @@ Steps for one frame (:func:`hog_windows`, then :func:`wsal.detection.model.filte
 4. windows with less than ``min_inside`` of their area inside the frame are dropped (on padding
    the detector sees replicated stripes, not people); the rest are clipped to the frame;
 5. NMS per frame (IoU ``> nms_iou`` suppresses) and the ``max_per_frame`` best.
+
+The defaults of all these are :data:`HOG_DEFAULTS`, the one place they are written (the HOG
+detector backend and ``conf/detector/hog.yaml`` repeat them for reading; a test checks).
+This module needs OpenCV and numpy only (no torch), so the backends can import it cheaply.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import cv2
 import numpy as np
-import torch
-from torch import Tensor, nn
 
-from wsal.detection.model import filter_detections
-from wsal.detection.predict import DetectorModule
-
-__all__ = ["PERSON_LABEL", "HogDetectorModule", "HogPeople", "hog_windows"]
+__all__ = ["HOG_DEFAULTS", "PERSON_LABEL", "HogDefaults", "HogPeople", "hog_windows"]
 
 PERSON_LABEL = 1  # COCO's person index (the torchvision backend's labels)
+
+
+@dataclass(frozen=True)
+class HogDefaults:
+    """The HOG people detector's default parameters (steps 1-5 of the module doc)."""
+
+    resize: float = 1.0  # step 1: >1 finds people smaller than the 128-pixel window
+    # step 2: replicated border (top, bottom, sides) as fractions of the frame: 1.5 below the
+    # frame lets a window reach a close-up person's legs outside it
+    pad: tuple[float, float, float] = (0.25, 1.5, 0.25)
+    win_stride: int = 8  # step 3: window step, one HOG cell
+    scale: float = 1.05  # step 3: OpenCV's default pyramid ratio
+    score_thresh: float = 0.0  # step 3: the SVM's own boundary
+    min_inside: float = 0.3  # step 4
+    nms_iou: float | None = 0.4  # step 5
+    max_per_frame: int = 20  # step 5
+
+
+HOG_DEFAULTS = HogDefaults()
 
 
 class HogPeople:
@@ -58,12 +79,12 @@ class HogPeople:
 
     def __init__(
         self,
-        resize: float = 1.0,
-        pad: Sequence[float] = (0.25, 1.5, 0.25),
-        win_stride: int = 8,
-        scale: float = 1.05,
-        score_thresh: float = 0.0,
-        min_inside: float = 0.3,
+        resize: float = HOG_DEFAULTS.resize,
+        pad: Sequence[float] = HOG_DEFAULTS.pad,
+        win_stride: int = HOG_DEFAULTS.win_stride,
+        scale: float = HOG_DEFAULTS.scale,
+        score_thresh: float = HOG_DEFAULTS.score_thresh,
+        min_inside: float = HOG_DEFAULTS.min_inside,
     ) -> None:
         if resize <= 0:
             raise ValueError(f"resize must be > 0, got {resize}")
@@ -159,48 +180,3 @@ def hog_windows(frame: np.ndarray, det: HogPeople) -> tuple[np.ndarray, np.ndarr
     # descending score, then coordinates) to make the output, and NMS ties, deterministic
     order = np.lexsort((boxes[:, 3], boxes[:, 2], boxes[:, 1], boxes[:, 0], -scores))
     return boxes[order], scores[order]
-
-
-class HogDetectorModule(DetectorModule):
-    """:class:`wsal.detection.predict.DetectorModule` for :class:`HogPeople` (CPU, per frame):
-    the same chunked, sharded, resumable predict as the torchvision detectors.
-
-    Args:
-        detector: the HOG detector and its window parameters.
-        nms_iou: per-frame NMS; a window overlapping a better kept one with IoU ``> nms_iou``
-            is dropped (None: no NMS).
-        max_per_frame: keep the best this many boxes of each frame.
-    """
-
-    def __init__(
-        self, detector: HogPeople, nms_iou: float | None = 0.4, max_per_frame: int | None = 20
-    ) -> None:
-        super().__init__(
-            nn.Identity(), [PERSON_LABEL], detector.score_thresh, nms_iou, max_per_frame
-        )
-        self.detector = detector
-
-    def forward(self, frames: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """uint8 ``[T, H, W, 3]`` -> kept ``(frame int64[N] in 0..T-1, boxes [N, 4], scores [N],
-        labels [N])`` sorted by frame, then descending score."""
-        video = frames.cpu().numpy()  # HOG runs in OpenCV, on the CPU
-        found = [self.detector(f) for f in video]  # per frame: (boxes [n, 4], scores [n])
-        counts = np.array([len(s) for _, s in found], np.int64)  # [T]
-        frame = torch.from_numpy(np.repeat(np.arange(len(found), dtype=np.int64), counts))  # [N]
-        boxes = torch.from_numpy(
-            np.concatenate([b for b, _ in found]) if found else np.zeros((0, 4), np.float32)
-        )  # [N, 4]
-        scores = torch.from_numpy(
-            np.concatenate([s for _, s in found]) if found else np.zeros(0, np.float32)
-        )  # [N]
-        labels = torch.full_like(frame, PERSON_LABEL)  # [N]
-        return filter_detections(
-            frame,
-            boxes,
-            scores,
-            labels,
-            self.keep_labels,
-            self.score_thresh,
-            self.nms_iou,
-            self.max_per_frame,
-        )

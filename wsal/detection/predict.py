@@ -42,6 +42,7 @@ from wsal.atomic import atomic_write_json
 from wsal.data.annotations import DatasetIndex
 from wsal.data.detections import load_detections, save_detections, video_file_name
 from wsal.data.video import VideoError, VideoReader
+from wsal.detection.hog import HOG_DEFAULTS, PERSON_LABEL, HogPeople
 from wsal.detection.model import filter_detections
 from wsal.structures import Detections
 
@@ -50,6 +51,7 @@ __all__ = [
     "DetectorModule",
     "FrameChunk",
     "FrameChunks",
+    "HogDetectorModule",
     "ShardWriter",
     "VideoJob",
     "completed_videos",
@@ -291,6 +293,54 @@ class DetectorModule(pl.LightningModule):
             "scores": scores.cpu().numpy(),  # float32[n]
             "labels": labels.cpu().numpy(),  # int64[n]
         }
+
+
+class HogDetectorModule(DetectorModule):
+    """:class:`DetectorModule` for :class:`wsal.detection.hog.HogPeople` (CPU, per frame): the
+    same chunked, sharded, resumable predict as the torchvision detectors.
+
+    Args:
+        detector: the HOG detector and its window parameters.
+        nms_iou: per-frame NMS; a window overlapping a better kept one with IoU ``> nms_iou``
+            is dropped (None: no NMS).
+        max_per_frame: keep the best this many boxes of each frame.
+    """
+
+    def __init__(
+        self,
+        detector: HogPeople,
+        nms_iou: float | None = HOG_DEFAULTS.nms_iou,
+        max_per_frame: int | None = HOG_DEFAULTS.max_per_frame,
+    ) -> None:
+        super().__init__(
+            nn.Identity(), [PERSON_LABEL], detector.score_thresh, nms_iou, max_per_frame
+        )
+        self.detector = detector
+
+    def forward(self, frames: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """uint8 ``[T, H, W, 3]`` -> kept ``(frame int64[N] in 0..T-1, boxes [N, 4], scores [N],
+        labels [N])`` sorted by frame, then descending score."""
+        video = frames.cpu().numpy()  # HOG runs in OpenCV, on the CPU
+        found = [self.detector(f) for f in video]  # per frame: (boxes [n, 4], scores [n])
+        counts = np.array([len(s) for _, s in found], np.int64)  # [T]
+        frame = torch.from_numpy(np.repeat(np.arange(len(found), dtype=np.int64), counts))  # [N]
+        boxes = torch.from_numpy(
+            np.concatenate([b for b, _ in found]) if found else np.zeros((0, 4), np.float32)
+        )  # [N, 4]
+        scores = torch.from_numpy(
+            np.concatenate([s for _, s in found]) if found else np.zeros(0, np.float32)
+        )  # [N]
+        labels = torch.full_like(frame, PERSON_LABEL)  # [N]
+        return filter_detections(
+            frame,
+            boxes,
+            scores,
+            labels,
+            self.keep_labels,
+            self.score_thresh,
+            self.nms_iou,
+            self.max_per_frame,
+        )
 
 
 class ShardWriter(BasePredictionWriter):

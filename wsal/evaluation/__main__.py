@@ -11,7 +11,9 @@ import sys
 import time
 
 from wsal.atomic import atomic_write_json
+from wsal.data.annotations import load_index
 from wsal.evaluation.protocol import PROTOCOLS, GroundTruth, video_ap
+from wsal.structures import TubeDetections
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -73,8 +75,6 @@ def print_table(
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from wsal.data.annotations import load_index
-    from wsal.structures import TubeDetections
 
     t0 = time.perf_counter()
     try:

@@ -37,7 +37,6 @@ class EvaluationSpec:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-
 def evaluate(
     index: DatasetIndex, results: TubeDetections, proposals: TubeDetections, spec: EvaluationSpec
 ) -> dict[str, Any]:

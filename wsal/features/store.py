@@ -38,17 +38,15 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 import numpy as np
 from tqdm import tqdm
 
 from wsal.atomic import atomic_path, atomic_write_json
 from wsal.data.annotations import DatasetIndex
+from wsal.data.video import VideoError, VideoReader
 from wsal.structures import Detections, atomic_savez
-
-if TYPE_CHECKING:
-    from wsal.data.video import VideoReader
 
 __all__ = [
     "BoxFeatureExtractor",
@@ -229,8 +227,6 @@ def write_chunk(chunk_dir: Path, job: VideoJob, feats: np.ndarray, dim: int) -> 
 def open_job_reader(job: VideoJob) -> VideoReader:
     """A :class:`~wsal.data.video.VideoReader` on ``job``'s video; raises an error naming the
     video if its detections point past the frames the file decodes."""
-    from wsal.data.video import VideoError, VideoReader
-
     reader = VideoReader(job.path)
     if job.dets is not None and len(job.dets) and int(job.dets.frame.max()) >= reader.num_frames:
         raise VideoError(

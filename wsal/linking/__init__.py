@@ -4,9 +4,10 @@
 detections + the SiamFC tracker of :mod:`wsal.linking.siamfc`).
 """
 
-from wsal.linking.actor import actor_link
-from wsal.linking.linkers import ActorLinker, TemporalPrimLinker
-from wsal.linking.temporal_prim import temporal_prim, temporal_prim_batch
+from wsal.linking.actor import ActorLinker, actor_link, pretrained_tracker_checkpoint
+from wsal.linking.base import BatchedLinker, Linker, link
+from wsal.linking.cache import link_cached, tubes_to_detections
+from wsal.linking.temporal_prim import TemporalPrimLinker, temporal_prim, temporal_prim_batch
 
 # the function ``viterbi`` is not re-exported: it would shadow the module ``wsal.linking.viterbi``
 # that configs name in ``_target_: wsal.linking.viterbi.ViterbiLinker``
@@ -14,10 +15,16 @@ from wsal.linking.viterbi import ViterbiLinker, viterbi_batch
 
 __all__ = [
     "ActorLinker",
+    "BatchedLinker",
+    "Linker",
     "TemporalPrimLinker",
     "ViterbiLinker",
     "actor_link",
+    "link",
+    "link_cached",
+    "pretrained_tracker_checkpoint",
     "temporal_prim",
     "temporal_prim_batch",
+    "tubes_to_detections",
     "viterbi_batch",
 ]

@@ -6,9 +6,11 @@ Example::
 
 Reads a detections file or folder (``wsal.data.detections``; frames 0-based, boxes xyxy pixels),
 links every video and writes columnar ``TubeDetections`` (DESIGN §4): one row per tube, label -1,
-score = mean box score, tube rows in frame order. Each linker is a subcommand: ``temporal_prim``,
-``viterbi`` and ``actor`` (which also needs the annotation file to find the videos, and a tracker
-checkpoint; without one the default SiamFC tracker is trained once on SynthActors)::
+score = mean box score, tube rows in frame order. Each linker is a subcommand, built from its
+config ``conf/linker/<linker>.yaml`` (as ``train.py linker=<linker>`` builds it) with the flags
+as overrides: ``temporal_prim``, ``viterbi`` and ``actor``, which also needs the annotation file
+to find the videos and a SiamFC tracker checkpoint (``--tracker``; make one with
+``python -m wsal.models.tracker train``)::
 
     python -m wsal.linking viterbi --detections dets.npz --out tubes.npz --num-tubes 10 --trim
     python -m wsal.linking actor --detections dets.npz --annotations ann.json --root videos/ \\
@@ -20,13 +22,14 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from typing import Any
 
-from tqdm import tqdm
-
+from wsal.configs import compose, instantiate_node, override
+from wsal.data.annotations import load_index
 from wsal.data.detections import load_detections
-from wsal.linking.temporal_prim import temporal_prim_batch
-from wsal.linking.viterbi import viterbi_batch
+from wsal.linking.actor import MAKE_TRACKER
+from wsal.linking.base import link
 from wsal.structures import TubeDetections
 
 
@@ -49,7 +52,15 @@ def _parser() -> argparse.ArgumentParser:
     tp.add_argument(
         "--batch-size", type=int, default=16, help="videos linked together in one lock-step call"
     )
-    tp.set_defaults(run=_run_temporal_prim)
+    tp.set_defaults(
+        overrides=lambda a: {
+            "num_tubes": a.num_tubes,
+            "min_iou": a.min_iou,
+            "min_score": a.min_score,
+            "device": _device(a.device),
+            "batch_videos": max(1, a.batch_size),
+        }
+    )
 
     vt = sub.add_parser("viterbi", help="Viterbi linking (Gkioxari & Malik 2015, Eq. 1-2)")
     vt.add_argument("--detections", required=True, help="detections .npz file or folder")
@@ -67,7 +78,17 @@ def _parser() -> argparse.ArgumentParser:
     vt.add_argument("--trim-thresh", type=float, default=0.5, help="score threshold of --trim")
     vt.add_argument("--device", default="cpu", help="cpu (numpy) or a torch device, e.g. cuda")
     vt.add_argument("--batch-size", type=int, default=16, help="videos linked in one call")
-    vt.set_defaults(run=_run_viterbi)
+    vt.set_defaults(
+        overrides=lambda a: {
+            "num_tubes": a.num_tubes,
+            "iou_weight": a.iou_weight,
+            "min_iou": a.min_iou,
+            "trim": a.trim,
+            "trim_thresh": a.trim_thresh,
+            "device": _device(a.device),
+            "batch_videos": max(1, a.batch_size),
+        }
+    )
 
     ac = sub.add_parser(
         "actor", help="actor linking: detections + SiamFC tracker (Guess Where? Alg. 1)"
@@ -82,15 +103,37 @@ def _parser() -> argparse.ArgumentParser:
     )
     ac.add_argument("--min-score", type=float, default=0.0, help="seeds need score > this")
     ac.add_argument("--batch-seeds", type=int, default=8, help="seeds tracked per tracker call")
-    ac.add_argument("--tracker", default=None, help="SiamFC checkpoint (.pt)")
     ac.add_argument(
-        "--tracker-data",
-        default="data/synthactors",
-        help="without --tracker: SynthActors root the default tracker is trained on once",
+        "--tracker",
+        default=None,
+        help="SiamFC checkpoint (.pt), required: python -m wsal.models.tracker train makes one",
     )
     ac.add_argument("--device", default="cpu", help="tracker device: cpu or cuda")
-    ac.set_defaults(run=_run_actor)
+    ac.set_defaults(
+        overrides=lambda a: {
+            "num_tubes": a.num_tubes,
+            "suppress_iou": a.suppress_iou,
+            "min_score": a.min_score,
+            "batch_seeds": a.batch_seeds,
+            "checkpoint": a.tracker,
+            "device": _device(a.device),
+        },
+        # the checkpoint's own SiamFC inference settings, not the config's tracker_config
+        drop=["tracker_config"],
+    )
     return parser
+
+
+def _device(text: str) -> str | None:
+    return None if text == "cpu" else text
+
+
+def build_linker(name: str, values: dict[str, Any], drop: Sequence[str] = ()) -> Any:
+    """The linker of ``conf/linker/<name>.yaml`` with ``values`` over its keys and the keys in
+    ``drop`` left to the constructor's defaults (no default tracker: an actor linker needs
+    ``checkpoint``)."""
+    cfg = compose([f"linker={name}", *(override(f"linker.{k}", v) for k, v in values.items())])
+    return instantiate_node(cfg.linker, drop=["default_tracker", *drop])
 
 
 def _report(name: str, videos: list[str], tubes: dict, out: str, t0: float) -> int:
@@ -107,52 +150,17 @@ def _report(name: str, videos: list[str], tubes: dict, out: str, t0: float) -> i
     return 0
 
 
-def _run_batched(args: argparse.Namespace, name: str, link_batch: Callable) -> int:
-    """Load detections, link ``--batch-size`` videos per call with ``link_batch``, write."""
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
     t0 = time.perf_counter()
-    dets = load_detections(args.detections)
-    videos = list(dets)
-    device = None if args.device == "cpu" else args.device
-    tubes: dict = {}
-    step = max(1, args.batch_size)
-    for i in tqdm(range(0, len(videos), step), desc=name, unit="batch", disable=None):
-        chunk = videos[i : i + step]
-        tubes.update(zip(chunk, link_batch([dets[v] for v in chunk], chunk, device)))
-    return _report(name, videos, tubes, args.out, t0)
-
-
-def _run_temporal_prim(args: argparse.Namespace) -> int:
-    return _run_batched(
-        args,
-        "temporal_prim",
-        lambda d, names, device: temporal_prim_batch(
-            d, args.num_tubes, args.min_iou, args.min_score, device=device
-        ),
-    )
-
-
-def _run_viterbi(args: argparse.Namespace) -> int:
-    return _run_batched(
-        args,
-        "viterbi",
-        lambda d, names, device: viterbi_batch(
-            d,
-            args.num_tubes,
-            args.iou_weight,
-            args.min_iou,
-            args.trim,
-            args.trim_thresh,
-            device=device,
-            names=names,
-        ),
-    )
-
-
-def _run_actor(args: argparse.Namespace) -> int:
-    from wsal.data.annotations import load_index
-    from wsal.linking.linkers import ActorLinker
-
-    t0 = time.perf_counter()
+    if args.linker == "actor" and not args.tracker:
+        raise SystemExit(f"python -m wsal.linking actor: give --tracker CKPT; {MAKE_TRACKER}")
+    values = {**args.overrides(args), "progress": sys.stderr.isatty()}
+    linker = build_linker(args.linker, values, getattr(args, "drop", ()))
+    if args.linker != "actor":
+        dets = load_detections(args.detections)
+        videos = list(dets)
+        return _report(args.linker, videos, linker.link(dets), args.out, t0)
     index = load_index(args.annotations, root=args.root)
     nframes = {v: info.nframes for v, info in index.videos.items()}
     dets = load_detections(args.detections, num_frames=nframes)
@@ -163,22 +171,8 @@ def _run_actor(args: argparse.Namespace) -> int:
             f"e.g. {unknown[:3]}"
         )
     videos = [v for v in index.videos if v in dets]
-    linker = ActorLinker(
-        num_tubes=args.num_tubes,
-        suppress_iou=args.suppress_iou,
-        min_score=args.min_score,
-        batch_seeds=args.batch_seeds,
-        checkpoint=args.tracker,
-        tracker_data=args.tracker_data,
-        device=None if args.device == "cpu" else args.device,
-    )
-    tubes = linker.link({v: dets[v] for v in videos}, index=index)
+    tubes = link(linker, {v: dets[v] for v in videos}, index)
     return _report("actor", videos, tubes, args.out, t0)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    return int(args.run(args))
 
 
 if __name__ == "__main__":

@@ -36,15 +36,30 @@ score), which is the proposal ranking the recall study uses; ``Tubes.labels`` st
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Protocol
+import hashlib
+import json
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
+from tqdm import tqdm
 
+from wsal.data.annotations import DatasetIndex
+from wsal.data.video import read_frames
+from wsal.linking.base import params_key
 from wsal.structures import Detections, Tubes
 from wsal.tube_ops import box_iou_paired
 
-__all__ = ["Tracker", "actor_link", "actor_link_reference"]
+__all__ = [
+    "MAKE_TRACKER",
+    "ActorLinker",
+    "Tracker",
+    "actor_link",
+    "actor_link_reference",
+    "pretrained_tracker_checkpoint",
+]
 
 
 class Tracker(Protocol):
@@ -177,6 +192,11 @@ def _to_tubes(
     )
 
 
+def _iou_one(a: np.ndarray, b: np.ndarray) -> float:
+    """IoU of two xyxy boxes ``float[4]`` in float64 (continuous areas, :mod:`wsal.tube_ops`)."""
+    return float(box_iou_paired(a[None].astype(np.float64), b[None].astype(np.float64))[0])
+
+
 def actor_link_reference(
     frames: np.ndarray,
     dets: Detections,
@@ -196,14 +216,6 @@ def actor_link_reference(
     seeds: list[int] = []
     used: list[np.ndarray] = []
 
-    def iou(a: np.ndarray, b: np.ndarray) -> float:
-        a, b = a.astype(np.float64), b.astype(np.float64)
-        iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-        ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-        inter = iw * ih
-        union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-        return inter / union if union > 0 else 0.0
-
     while len(tubes) < num_tubes and any(alive):
         best = None
         for r in range(len(dets)):
@@ -220,7 +232,7 @@ def actor_link_reference(
                 best_r, best_iou = -1, snap_iou
                 for r in range(len(dets)):
                     if alive[r] and dets.frame[r] == f:
-                        o = iou(dets.boxes[r], tube[f])
+                        o = _iou_one(dets.boxes[r], tube[f])
                         if o > best_iou:
                             best_r, best_iou = r, o
                 if best_r >= 0:
@@ -228,9 +240,160 @@ def actor_link_reference(
                     rows[f] = best_r
                     alive[best_r] = False
         for r in range(len(dets)):
-            if alive[r] and iou(dets.boxes[r], tube[dets.frame[r]]) > suppress_iou:
+            if alive[r] and _iou_one(dets.boxes[r], tube[dets.frame[r]]) > suppress_iou:
                 alive[r] = False
         tubes.append(tube)
         seeds.append(best)
         used.append(rows)
     return _to_tubes(tubes, seeds, used, dets, T)
+
+
+# --------------------------------------------------------------------------------------- linker
+#: How to make a tracker checkpoint (error messages name it).
+MAKE_TRACKER = (
+    "train one with `python -m wsal.models.tracker train --data data/synthactors --out "
+    "data/trackers/siamfc.pt`, or get the default one from "
+    "wsal.models.tracker.default_tracker_checkpoint (train.py does that when "
+    "linker.checkpoint is null)"
+)
+
+
+class ActorLinker:
+    """Actor linking ("Guess Where?" §3.1, Alg. 1): detector seeds tracked by SiamFC.
+
+    ``snap_iou``: detector-tracker coordination (see :mod:`wsal.linking.actor`; None = pure
+    tracker tubes). ``batch_seeds``: seeds per tracker call (None: 1 on CPU, 8 on CUDA; the tubes
+    do not depend on it). ``tracker_config``: SiamFC inference settings over the checkpoint's.
+
+    Needs the videos' frames: the pipeline calls ``link(dets, index=index)`` and each video is
+    decoded through ``index.video_path``. The tracker is a :class:`wsal.linking.siamfc.SiamFCTracker`
+    given directly (``tracker``), or loaded on first use from ``checkpoint``, a SiamFC checkpoint
+    file whose bytes also key the tube cache. The linker never trains a tracker: the caller makes
+    the checkpoint first (:data:`MAKE_TRACKER`); without ``tracker`` or an existing
+    ``checkpoint`` construction fails with a message saying how.
+    """
+
+    name = "actor"
+    needs_frames = True
+
+    def __init__(
+        self,
+        num_tubes: int = 20,
+        suppress_iou: float = 0.7,
+        min_score: float = 0.0,
+        batch_seeds: int | None = None,
+        snap_iou: float | None = 0.5,
+        tracker: Any = None,
+        checkpoint: str | os.PathLike | None = None,
+        tracker_config: Mapping[str, Any] | None = None,
+        device: str | None = None,
+        progress: bool = True,
+    ) -> None:
+        if num_tubes < 1:
+            raise ValueError(f"num_tubes must be >= 1, got {num_tubes}")
+        if not 0.0 <= suppress_iou <= 1.0:
+            raise ValueError(f"suppress_iou must be in [0, 1], got {suppress_iou}")
+        if tracker is None and not checkpoint:
+            raise ValueError(f"actor linker: needs a tracker checkpoint; {MAKE_TRACKER}")
+        self.num_tubes = num_tubes
+        self.suppress_iou = suppress_iou
+        self.min_score = min_score
+        self.batch_seeds = batch_seeds
+        self.snap_iou = snap_iou
+        self.tracker = tracker
+        self._own_tracker = tracker is not None  # given in memory, not loaded from a checkpoint
+        self.checkpoint = str(checkpoint) if checkpoint else None
+        if self.checkpoint is not None:
+            self._checkpoint()  # a missing file fails now, not after the detections are read
+        self.tracker_config = dict(tracker_config or {})
+        if device == "auto":  # the GPU when there is one
+            import torch
+
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.device = device
+        self.progress = progress
+
+    def _checkpoint(self) -> Path:
+        """The checkpoint file, checked to exist."""
+        path = Path(str(self.checkpoint))
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"actor linker: tracker checkpoint {path} not found; {MAKE_TRACKER}"
+            )
+        return path
+
+    def get_tracker(self) -> Any:
+        """The tracker, loaded from the checkpoint on first use."""
+        if self.tracker is None:
+            # torch and the network only when a video is linked (not to build a config)
+            from wsal.linking.siamfc import SiamFCTracker
+
+            self.tracker = SiamFCTracker(
+                checkpoint=str(self._checkpoint()),
+                config=self.tracker_config or None,
+                device=self.device,
+            )
+        return self.tracker
+
+    def cache_key(self) -> str:
+        if self._own_tracker and self.checkpoint is None:
+            tracker_id = f"object:{id(self.tracker)}"  # an in-memory tracker: no reuse across runs
+        else:
+            tracker_id = hashlib.sha1(self._checkpoint().read_bytes()).hexdigest()
+        params = {
+            "linker": self.name,
+            "num_tubes": self.num_tubes,
+            "suppress_iou": self.suppress_iou,
+            "min_score": self.min_score,
+            "snap_iou": self.snap_iou,
+            "tracker": tracker_id,
+            "tracker_config": self.tracker_config,
+        }
+        return params_key(params)
+
+    def link(
+        self, dets: Mapping[str, Detections], index: DatasetIndex | None = None
+    ) -> dict[str, Tubes]:
+        """Actor tubes per video (same keys as ``dets``); frames decoded via ``index``."""
+        if index is None:
+            raise ValueError("actor linking needs the videos: call link(dets, index=index)")
+        tracker = self.get_tracker()
+        # On a CPU the tracker's cost is per crop, so batching seeds buys nothing and every seed
+        # that an earlier one of its batch suppresses is wasted work: track one at a time there.
+        batch = self.batch_seeds or (8 if str(self.device or "cpu").startswith("cuda") else 1)
+        out: dict[str, Tubes] = {}
+        for v in tqdm(dets, desc="linking (actor)", unit="video", disable=not self.progress):
+            d = dets[v]
+            frames = read_frames(index.video_path(v)) if len(d) else _no_frames(d.num_frames)
+            out[v] = actor_link(
+                frames,
+                d,
+                tracker,
+                num_tubes=self.num_tubes,
+                suppress_iou=self.suppress_iou,
+                min_score=self.min_score,
+                batch_seeds=batch,
+                snap_iou=self.snap_iou,
+                video=v,
+            )
+        return out
+
+
+def _no_frames(num_frames: int) -> np.ndarray:
+    """A video without detections needs no pixels (it gets no tubes): skip decoding it."""
+    return np.zeros((num_frames, 1, 1, 3), np.uint8)
+
+
+def pretrained_tracker_checkpoint(folder: str | os.PathLike) -> Path:
+    """The SiamFC tracker with the frozen ImageNet EfficientNet-Lite0 embedding
+    (``SiamFCConfig(**PRETRAINED_CONFIG)``, untrained: docs/real_footage.md) as a checkpoint file
+    ``folder/siamfc_lite0_<hash>.pt``, written once (so tube caches key on it like any tracker)."""
+    from wsal.linking.siamfc import PRETRAINED_CONFIG, SiamFCConfig, SiamFCNet, save_checkpoint
+
+    cfg = SiamFCConfig(**PRETRAINED_CONFIG)
+    digest = hashlib.sha256(json.dumps(cfg.to_dict(), sort_keys=True).encode()).hexdigest()[:12]
+    path = Path(folder) / f"siamfc_lite0_{digest}.pt"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_checkpoint(path, SiamFCNet(cfg), extra={"pretrained": "efficientnet_lite0 ImageNet"})
+    return path

@@ -72,6 +72,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 from torchvision.ops import roi_align
 from tqdm import tqdm
 
+from wsal.atomic import atomic_path
 from wsal.nets.encoders import build_encoder
 
 __all__ = [
@@ -538,8 +539,6 @@ def save_checkpoint(
     path: str | os.PathLike, net: SiamFCNet, extra: dict[str, Any] | None = None
 ) -> Path:
     """Write ``{"format", "config" (SiamFCConfig fields), "state_dict", "extra"}`` atomically."""
-    from wsal.atomic import atomic_path
-
     state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
     blob = {
         "format": CHECKPOINT_FORMAT,

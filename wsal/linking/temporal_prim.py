@@ -35,14 +35,17 @@ Memory: ``(V*F_max + 2) * B_max * 48`` bytes (6 float64 per padded box).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-import torch
 
+from wsal.linking.base import BatchedLinker
 from wsal.structures import Detections, Tubes
 
-__all__ = ["temporal_prim", "temporal_prim_batch"]
+if TYPE_CHECKING:  # torch is imported by the torch backend only: numpy linking starts faster
+    import torch
+
+__all__ = ["TemporalPrimLinker", "temporal_prim", "temporal_prim_batch"]
 
 # Columns of the padded box table: x1, y1, x2, y2, area, linking score (-inf = not linkable).
 _X1, _Y1, _X2, _Y2, _AREA, _S = range(6)
@@ -281,6 +284,8 @@ def _run_torch(
     device: str | torch.device | None,
 ) -> list[list[tuple[int, np.ndarray]]]:
     """The numpy linker's step on torch tensors (any device); starts and bookkeeping on the CPU."""
+    import torch  # the optional backend's dependency (see the imports)
+
     dev = torch.device(device) if device is not None else torch.device("cpu")
     V, B = geom.V, geom.B
     Q = 2 * V
@@ -384,10 +389,15 @@ def linking_scores(
 def resolve_backend(backend: str, device: str | torch.device | None) -> str:
     """``auto`` -> numpy on CPU, torch elsewhere; anything but numpy/torch is an error."""
     if backend == "auto":
-        backend = "numpy" if device is None or torch.device(device).type == "cpu" else "torch"
+        backend = "numpy" if device is None or _device_type(device) == "cpu" else "torch"
     if backend not in ("numpy", "torch"):
         raise ValueError(f"unknown backend {backend!r}")
     return backend
+
+
+def _device_type(device: str | torch.device) -> str:
+    """``torch.device(device).type`` without importing torch: ``"cuda:1"`` -> ``"cuda"``."""
+    return str(device).split(":", 1)[0]
 
 
 # ----------------------------------------------------------------------------------------- out
@@ -403,3 +413,36 @@ def _to_tubes(dets: Detections, link: np.ndarray, found: list[tuple[int, np.ndar
     boxes[valid] = dets.boxes[box_index[valid]]
     score = np.array([link[box_index[i, valid[i]]].mean() for i in range(k)], np.float64)
     return Tubes(boxes, valid, box_index, score.astype(np.float32), np.full(k, -1, np.int64))
+
+
+# --------------------------------------------------------------------------------------- linker
+class TemporalPrimLinker(BatchedLinker):
+    """Temporal Prim (STIL §3.2): ``num_tubes`` tubes per video from the boxes' prior scores."""
+
+    name = "temporal_prim"
+
+    def __init__(
+        self,
+        num_tubes: int = 10,
+        min_iou: float = 0.1,
+        min_score: float = 0.0,
+        batch_videos: int = 64,
+        device: str | None = None,
+        progress: bool = True,
+    ) -> None:
+        if num_tubes < 1:
+            raise ValueError(f"num_tubes must be >= 1, got {num_tubes}")
+        self.num_tubes = num_tubes
+        self.min_iou = min_iou
+        self.min_score = min_score
+        self.batch_videos = batch_videos
+        self.device = device
+        self.progress = progress
+
+    def params(self) -> dict[str, Any]:
+        return {"num_tubes": self.num_tubes, "min_iou": self.min_iou, "min_score": self.min_score}
+
+    def link_batch(self, dets: list[Detections], names: list[str]) -> list[Tubes]:
+        return temporal_prim_batch(
+            dets, self.num_tubes, self.min_iou, self.min_score, device=self.device
+        )

@@ -52,15 +52,17 @@ identical; torch pays off on a GPU with many videos per group.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-import torch
 
 # one slot-path -> Tubes conversion for both linkers (box rows = frame_ptr + slot)
-from wsal.linking.batching import BatchedLinker
+from wsal.linking.base import BatchedLinker
 from wsal.linking.temporal_prim import _to_tubes, linking_scores, resolve_backend
 from wsal.structures import Detections, Tubes
+
+if TYPE_CHECKING:  # torch is imported by the torch backend only: numpy linking starts faster
+    import torch
 
 __all__ = ["ViterbiLinker", "trim_path", "viterbi", "viterbi_batch"]
 
@@ -158,7 +160,11 @@ def viterbi_batch(
         _check(d, names[v] if names is not None else f"#{v}")
     link = linking_scores(dets, scores, names)  # float64[N_v] linking scores
     impl = resolve_backend(backend, device)
-    dev = torch.device(device) if device is not None else torch.device("cpu")
+    dev = None
+    if impl == "torch":
+        import torch  # the optional backend's dependency (see the imports)
+
+        dev = torch.device(device if device is not None else "cpu")
 
     found: list[list[tuple[int, np.ndarray]]] = [[] for _ in dets]
     for group in _groups(dets, cache_bytes):
@@ -311,15 +317,19 @@ def _link_group(
     min_iou: float,
     trim_thresh: float | None,
     backend: str,
-    dev: torch.device,
+    dev: torch.device | None,
     cache_bytes: int,
 ) -> list[list[tuple[int, np.ndarray]]]:
     """K Viterbi passes over one group of videos. Returns per video (first frame, slots) per tube."""
     box_np, s_np, nf = _pad(dets, link)
     V, F, B = s_np.shape
-    xp: Any = np if backend == "numpy" else torch
-    box: Any = box_np if xp is np else torch.from_numpy(box_np).to(dev)  # [V, F, B, 5]
-    s: Any = s_np if xp is np else torch.from_numpy(s_np).to(dev)  # [V, F, B] -inf = absent/used
+    xp: Any = np
+    if backend != "numpy":
+        import torch  # the optional backend's dependency (see the imports)
+
+        xp = torch
+    box: Any = box_np if xp is np else xp.from_numpy(box_np).to(dev)  # [V, F, B, 5]
+    s: Any = s_np if xp is np else xp.from_numpy(s_np).to(dev)  # [V, F, B] -inf = absent/used
 
     cache: Any = None  # [V, F-1, B(j, frame t+1), B(i, frame t)] λ·IoU between consecutive frames
     if F > 1 and V * (F - 1) * B * B * 8 <= cache_bytes:
@@ -339,7 +349,7 @@ def _link_group(
     while active.any():
         if active.sum() <= len(ids) // 2:  # drop finished videos from the tables (amortised)
             keep = np.flatnonzero(active)
-            sel = keep if xp is np else torch.from_numpy(keep).to(dev)
+            sel = keep if xp is np else xp.from_numpy(keep).to(dev)
             s = s[sel]
             cache = None if cache is None else cache[sel]
             box = None if box is None else box[sel]
@@ -365,8 +375,8 @@ def _link_group(
             if xp is np:
                 s[r, frames, path] = -np.inf  # rule 3: the whole path is used
             else:
-                fi, pi = torch.from_numpy(frames).to(dev), torch.from_numpy(path).to(dev)
-                s[r, fi, pi] = -torch.inf
+                fi, pi = xp.from_numpy(frames).to(dev), xp.from_numpy(path).to(dev)
+                s[r, fi, pi] = -xp.inf
             left[v] -= len(path)
             a, b = 0, len(path) - 1
             if trim_thresh is not None:
@@ -427,6 +437,8 @@ def _forward_torch(
     min_iou: float,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """:func:`_forward_numpy` on torch tensors (any device); results come back as numpy."""
+    import torch  # the optional backend's dependency (see the imports)
+
     R, _, B = s.shape
     back = torch.full((R, fmax, B), -1, dtype=torch.int32, device=s.device)
     dall = torch.empty((R, fmax, B), dtype=s.dtype, device=s.device)

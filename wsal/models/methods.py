@@ -319,7 +319,9 @@ class STILMethod:
         """Detections of every video and box features of the train + test videos (cached)."""
         if self._dets is None or self._features is None:
             self._dets = run.detections()
-            videos = list(dict.fromkeys([*run.videos(run.train_split), *run.videos(run.test_split)]))
+            videos = list(
+                dict.fromkeys([*run.videos(run.train_split), *run.videos(run.test_split)])
+            )
             self._features = extract_box_features(
                 run.features,
                 run.index,

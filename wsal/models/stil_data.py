@@ -311,7 +311,6 @@ def build_stil_data(
     )
 
 
-
 def selection_quality(
     videos: Sequence[str],
     box_video: np.ndarray,

@@ -6,7 +6,9 @@
 - :class:`SiamFCModule`: the LightningModule: balanced logistic loss on the response map (SiamFC
   §2.2, Eq. 1-2), Adam with a cosine schedule, ``val/loss`` and ``val/center_error``.
 - :func:`train_tracker` writes a checkpoint (:func:`wsal.linking.siamfc.save_checkpoint`);
-  :func:`ensure_tracker` returns the default tracker's checkpoint, training it on first use.
+  :func:`ensure_tracker` returns the default tracker's checkpoint, training it on first use;
+  :func:`default_tracker_checkpoint` is what the composing code (``wsal.app.stages``) calls
+  before building an actor linker without a checkpoint (linkers never train).
 - :func:`evaluate_tracker`: OTB-style one-pass evaluation on held-out GT tubes.
 
 CLI::
@@ -37,8 +39,11 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from wsal.data.annotations import DatasetIndex
+from wsal.atomic import atomic_write_json
+from wsal.data.annotations import DatasetIndex, load_index, read_wsal_json
 from wsal.data.synthactors import ensure_synthactors
+from wsal.data.video import read_frames
+from wsal.linking.actor import pretrained_tracker_checkpoint
 from wsal.linking.siamfc import (
     SiamFCConfig,
     SiamFCNet,
@@ -58,6 +63,8 @@ __all__ = [
     "response_labels",
     "balanced_logistic_loss",
     "train_tracker",
+    "default_tracker_checkpoint",
+    "default_tracker_path",
     "ensure_tracker",
     "evaluate_tracker",
     "tracking_metrics",
@@ -177,8 +184,6 @@ class TrackingPairs(Dataset):
             if frames is not None and v in frames:
                 pix = frames[v][need]
             else:
-                from wsal.data.video import read_frames
-
                 pix = read_frames(index.video_path(v), need)
             self.frames[v] = torch.from_numpy(np.ascontiguousarray(pix))  # [n, H, W, 3] uint8
             # padding colour of each frame (crop_regions' default, computed once here)
@@ -434,6 +439,36 @@ def _dataset_id(root: Path) -> str:
     return "sha1-" + hashlib.sha1((root / "annotations.json").read_bytes()).hexdigest()[:16]
 
 
+def default_tracker_path(
+    dataset_root: str | os.PathLike = "data/synthactors",
+    cache_dir: str | os.PathLike | None = None,
+    *,
+    config: SiamFCConfig | None = None,
+    train: TrackerTrainConfig | None = None,
+) -> Path:
+    """Where :func:`ensure_tracker` keeps the tracker trained on the (existing) dataset at
+    ``dataset_root``: ``cache_dir/siamfc_<hash>.pt`` (see there); nothing is trained or read
+    but the dataset's identity."""
+    root = Path(dataset_root)
+    key = _tracker_key(root, config, train)
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
+    out = Path(cache_dir if cache_dir is not None else root.parent / "trackers")
+    return out / f"siamfc_{digest}.pt"
+
+
+def _tracker_key(
+    root: Path, config: SiamFCConfig | None, train: TrackerTrainConfig | None
+) -> dict[str, Any]:
+    cfg = config if config is not None else SiamFCConfig()
+    tr = train if train is not None else TrackerTrainConfig()
+    return {
+        "version": TRACKER_VERSION,
+        "config": cfg.to_dict(),
+        "train": tr.key(),
+        "dataset": _dataset_id(root),
+    }
+
+
 def ensure_tracker(
     dataset_root: str | os.PathLike = "data/synthactors",
     cache_dir: str | os.PathLike | None = None,
@@ -456,24 +491,57 @@ def ensure_tracker(
         ensure_synthactors(root, progress=progress)
     cfg = config if config is not None else SiamFCConfig()
     tr = train if train is not None else TrackerTrainConfig()
-    key = {
-        "version": TRACKER_VERSION,
-        "config": cfg.to_dict(),
-        "train": tr.key(),
-        "dataset": _dataset_id(root),
-    }
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
-    out = Path(cache_dir if cache_dir is not None else root.parent / "trackers")
-    path = out / f"siamfc_{digest}.pt"
+    path = default_tracker_path(root, cache_dir, config=cfg, train=tr)
     if path.is_file():
         return path
-    from wsal.data.annotations import read_wsal_json
 
     log.warning("training the default SiamFC tracker on %s (first use) -> %s", root, path)
     index = read_wsal_json(root / "annotations.json", root)
+    key = _tracker_key(root, cfg, tr)
     return train_tracker(
         index, "train", path, config=cfg, train=tr, progress=progress, extra={"key": key}
     )
+
+
+#: The trackers :func:`default_tracker_checkpoint` makes.
+TRACKER_BACKBONES = ("alexnet", "efficientnet_lite0")
+
+
+def default_tracker_checkpoint(
+    backbone: str = "alexnet",
+    data: str | os.PathLike = "data/synthactors",
+    cache_dir: str | os.PathLike | None = None,
+    *,
+    progress: bool = True,
+) -> Path:
+    """The default SiamFC tracker checkpoint of ``backbone``, made once and then reused: what an
+    actor linker configured without a checkpoint uses (``default_tracker`` in
+    ``conf/linker/actor.yaml``). The composing code calls this first; linkers never train.
+
+    - ``alexnet``: SiamFC trained on the train split of the SynthActors at ``data`` (generated
+      first when missing), :func:`ensure_tracker`: about 5 minutes on 2 CPU cores the first time,
+      then found by its hash;
+    - ``efficientnet_lite0``: the frozen ImageNet EfficientNet-Lite0 embedding, untrained
+      (:func:`wsal.linking.actor.pretrained_tracker_checkpoint`): written once, nothing trained
+      and ``data`` not read.
+
+    Both live in ``cache_dir`` (default ``trackers/`` beside ``data``). Says so (a warning on the
+    ``wsal.models.tracker`` logger) before training.
+    """
+    if backbone not in TRACKER_BACKBONES:
+        raise ValueError(f"backbone must be one of {TRACKER_BACKBONES}, got {backbone!r}")
+    root = Path(data)
+    folder = Path(cache_dir) if cache_dir is not None else root.parent / "trackers"
+    if backbone == "efficientnet_lite0":
+        return pretrained_tracker_checkpoint(folder)
+    if not ((root / "annotations.json").is_file() and default_tracker_path(root, folder).is_file()):
+        log.warning(
+            "the actor linker needs a SiamFC tracker; training the default one once on %s "
+            "(~5 min on 2 CPU cores; a missing SynthActors is generated first), kept in %s",
+            root,
+            folder,
+        )
+    return ensure_tracker(root, folder, progress=progress)
 
 
 # ------------------------------------------------------------------------------- evaluation
@@ -519,7 +587,6 @@ def evaluate_tracker(
     ``static_*``: the baseline a tracker must beat. ``boxes_per_s`` counts tracked boxes
     (target-steps) over the time of the ``track`` calls (decoding excluded).
     """
-    from wsal.data.video import read_frames
 
     vids = [
         v
@@ -568,7 +635,6 @@ def evaluate_tracker(
 
 # -------------------------------------------------------------------------------------- CLI
 def _load_index(data: str, annotations: str | None) -> DatasetIndex:
-    from wsal.data.annotations import load_index
 
     root = Path(data)
     ann = Path(annotations) if annotations else root / "annotations.json"
@@ -642,8 +708,6 @@ def main(argv: list[str] | None = None) -> None:
         f"{res['track_seconds']:.1f} s, {tracker.device}, {res['torch_threads']} threads)"
     )
     if args.json:
-        from wsal.atomic import atomic_write_json
-
         atomic_write_json(args.json, res, indent=1)
 
 

@@ -1,6 +1,6 @@
 """Proposal-quality study: recall of GT tubes against the number of proposals, per linker.
 
-One command (``python -m wsal.linking.study``, or ``make proposals``) links a dataset's
+One command (``python -m wsal.app.study``, or ``make proposals``) links a dataset's
 detections with every chosen linker (tubes cached like the pipeline's, under ``--cache``),
 computes recall at st-IoU 0.2 and 0.5 (ACT protocol: +1 pixel areas, inclusive frame counts) for
 the top 1..N proposals of each video of the split, and writes into ``--out``:
@@ -11,6 +11,10 @@ the top 1..N proposals of each video of the split, and writes into ``--out``:
 - in ``recall.json`` also ``bound_full_video_tube``: the recall a *perfect* whole-video tube
   would reach: on untrimmed data a proposal spanning the whole video has temporal IoU = action
   length / video length, which caps every tracker-based linker (see docs/proposals.md).
+
+Linkers are built from their configs (``conf/linker/<name>.yaml``, as ``train.py linker=<name>``)
+with the flags as overrides; the actor linker without ``--tracker`` gets the default tracker
+(trained once on ``--tracker-data``, default the config's SynthActors).
 
 Datasets: a SynthActors root (generated on first use with the given ``--synth key=value``
 overrides, e.g. ``min_action_frac=1.0`` for trimmed videos) or any annotated dataset with its
@@ -28,9 +32,17 @@ from typing import Any
 
 import numpy as np
 
+from wsal.app.stages import build_linker
 from wsal.atomic import atomic_write_json, atomic_write_text
+from wsal.configs import compose, override
+from wsal.data.datasets import AnnotatedDataset, SynthActors
+from wsal.detection.backends import StoredDetections
+from wsal.evaluation import GroundTruth, proposal_recall
+from wsal.linking.base import Linker
+from wsal.linking.cache import link_cached, tubes_to_detections
+from wsal.viz import plot_recall
 
-__all__ = ["run_study", "coverage_bound", "main"]
+__all__ = ["run_study", "coverage_bound", "main", "make_linker"]
 
 
 def coverage_bound(index: Any, split: str, iou: float) -> float:
@@ -47,25 +59,21 @@ def coverage_bound(index: Any, split: str, iou: float) -> float:
     return float(np.mean(np.asarray(cov) >= iou)) if cov else 0.0
 
 
-def _make_linker(name: str, num_tubes: int, args: argparse.Namespace) -> Any:
-    if name == "temporal_prim":
-        from wsal.linking.linkers import TemporalPrimLinker
-
-        return TemporalPrimLinker(num_tubes=num_tubes)
-    if name == "viterbi":
-        from wsal.linking.viterbi import ViterbiLinker
-
-        return ViterbiLinker(num_tubes=num_tubes)
+def make_linker(name: str, num_tubes: int, args: argparse.Namespace) -> Linker:
+    """The linker of ``conf/linker/<name>.yaml`` with ``num_tubes`` and, for the actor linker,
+    the tracker flags as overrides (:func:`wsal.app.stages.build_linker`: without ``--tracker``
+    the default tracker, trained once on first use)."""
+    o = [f"linker={name}", override("linker.num_tubes", num_tubes)]
     if name == "actor":
-        from wsal.linking.linkers import ActorLinker
-
-        return ActorLinker(
-            num_tubes=num_tubes,
-            checkpoint=args.tracker,
-            tracker_data=args.tracker_data,
-            device=args.device,
-        )
-    raise ValueError(f"unknown linker {name!r}: choose from temporal_prim, viterbi, actor")
+        if args.tracker:
+            o.append(override("linker.checkpoint", args.tracker))
+        if args.tracker_data:
+            o.append(override("linker.default_tracker.data", args.tracker_data))
+        if args.device:
+            o.append(override("linker.device", args.device))
+        if args.snap_iou is not None:
+            o.append(override("linker.snap_iou", None if args.snap_iou < 0 else args.snap_iou))
+    return build_linker(compose(o).linker)
 
 
 def run_study(
@@ -79,11 +87,6 @@ def run_study(
     title: str = "",
 ) -> dict[str, Any]:
     """Link with every linker, measure recall curves on ``split``, write the report files."""
-    from wsal.detectors import StoredDetections
-    from wsal.evaluation import GroundTruth, proposal_recall
-    from wsal.pipeline import link_cached, tubes_to_detections
-    from wsal.viz import plot_recall
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     index = prepared.index
@@ -160,7 +163,7 @@ def format_table(res: dict[str, Any]) -> str:
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m wsal.linking.study",
+        prog="python -m wsal.app.study",
         description="Recall of GT tubes vs number of proposals, per linker (table + PNG).",
     )
     p.add_argument("--out", required=True, help="report folder")
@@ -181,7 +184,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--cache", default="data/cache", help="tube cache folder")
     p.add_argument("--tracker", default=None, help="SiamFC checkpoint (default: trained once)")
     p.add_argument(
-        "--tracker-data", default="data/synthactors", help="SynthActors root to train it on"
+        "--tracker-data",
+        default=None,
+        help="SynthActors root the default tracker is trained on (default: the linker config's)",
     )
     p.add_argument("--device", default=None, help="tracker device (cpu, cuda)")
     p.add_argument(
@@ -202,10 +207,8 @@ def _value(x: str) -> Any:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    from wsal.data.datasets import AnnotatedDataset, SynthActors
-
     if args.threads:
-        import torch
+        import torch  # only to set its threads
 
         torch.set_num_threads(args.threads)
     if args.annotations:
@@ -215,9 +218,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         dataset = SynthActors(root=args.data, **{k: _value(v) for k, v in overrides.items()})
     prepared = dataset.prepare()
     names = [n.strip() for n in args.linkers.split(",") if n.strip()]
-    linkers = {n: _make_linker(n, args.num_tubes, args) for n in names}
-    if args.snap_iou is not None and "actor" in linkers:
-        linkers["actor"].snap_iou = None if args.snap_iou < 0 else args.snap_iou
+    linkers = {n: make_linker(n, args.num_tubes, args) for n in names}
     res = run_study(prepared, linkers, args.out, args.cache, args.split, num_tubes=args.num_tubes)
     print(format_table(res))
     print(f"-> {args.out}/recall.md, recall.json, recall.png")

@@ -1,17 +1,46 @@
-"""What the batched linkers share: linking many videos a chunk at a time, and cache keys."""
+"""What every linker is and what the batched ones share (DESIGN §2: Detections -> Tubes).
+
+- :class:`Linker`: the protocol: ``name``, ``cache_key()`` (every parameter that shapes the
+  tubes) and ``link(dets) -> {video: Tubes}``; :func:`link` calls one, handing it the dataset
+  index when it needs the videos' frames.
+- :class:`BatchedLinker`: base of the linkers that link many videos per vectorised call
+  (Temporal Prim, Viterbi), with :func:`link_in_batches` and the :func:`params_key` cache key.
+
+Conventions: frames 0-based, boxes ``xyxy`` float pixels; ``link`` returns one :class:`Tubes`
+per video of ``dets``, same keys.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from tqdm import tqdm
 
+from wsal.data.annotations import DatasetIndex
 from wsal.structures import Detections, Tubes
 
-__all__ = ["BatchedLinker", "link_in_batches", "params_key"]
+__all__ = ["BatchedLinker", "Linker", "link", "link_in_batches", "params_key"]
+
+
+class Linker(Protocol):
+    """A linker: ``link(dets) -> tubes``. One that needs the videos' frames (actor linking: the
+    tracker looks at pixels) sets ``needs_frames = True`` and is called ``link(dets, index=index)``
+    to decode them through ``index.video_path``."""
+
+    name: str
+
+    def cache_key(self) -> str: ...
+    def link(self, dets: Mapping[str, Detections]) -> dict[str, Tubes]: ...
+
+
+def link(linker: Linker, dets: Mapping[str, Detections], index: DatasetIndex) -> dict[str, Tubes]:
+    """Run ``linker`` on ``dets``, handing it the index when it needs the videos' frames."""
+    if getattr(linker, "needs_frames", False):
+        return linker.link(dets, index=index)  # type: ignore[call-arg]
+    return linker.link(dets)
 
 
 def params_key(params: Mapping[str, Any]) -> str:

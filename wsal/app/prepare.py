@@ -1,7 +1,11 @@
 """Prepare a dataset from raw download to cached tubes, printing what it expects and finds.
 
-``python -m wsal.data.prepare DATASET --root DIR [--annotations FILE] [--split N]
+``python -m wsal.app.prepare DATASET --root DIR [--annotations FILE] [--split N]
 [--detector torchvision|file|dataset] [--linker temporal_prim|viterbi|actor] [--cache-dir DIR]``
+
+The dataset, detector and linker are built from the same configs as ``train.py``
+(``dataset=DATASET detector=... linker=...`` with the flags as overrides: :func:`stage_overrides`),
+so the caches written here are the ones ``train.py`` reads with the same choices.
 
 1. reads the annotations with the dataset's layout (:class:`~wsal.data.datasets.StandardDataset`
    for ``ucfsports``/``jhmdb``/``ucf101_24``, :class:`~wsal.data.datasets.AnnotatedDataset` for
@@ -10,8 +14,9 @@
    listed if there is any (``--no-check`` skips it);
 3. runs the detector over all frames (torchvision: a sharded, resumable Lightning predict on the
    GPU when there is one, cached under ``<cache-dir>/detections``) and prints detections per frame;
-4. links tubes with the linker and caches them (:func:`wsal.pipeline.link_cached`, the cache
-   ``train.py`` reads), printing tubes per video.
+4. links tubes with the linker and caches them (:func:`wsal.linking.cache.link_cached`, the
+   cache ``train.py`` reads), printing tubes per video. An actor linker without
+   ``--tracker-checkpoint`` gets the default tracker (trained once, after the layout check).
 
 Runs again in seconds once cached: detections and tubes are only computed on a cache miss.
 Exit code 0 when done, 1 on layout problems, 2 on bad arguments.
@@ -20,25 +25,31 @@ Exit code 0 when done, 1 on layout problems, 2 on bad arguments.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
+from omegaconf import DictConfig
 
+from wsal.app.stages import build_linker
+from wsal.configs import compose, instantiate_node, override
 from wsal.data.annotations import DatasetIndex
 from wsal.data.datasets import SPECS, AnnotatedDataset, PreparedDataset, StandardDataset
 from wsal.data.validate import ValidationReport, validate_index
+from wsal.linking.base import Linker
+from wsal.linking.cache import link_cached
 from wsal.structures import Detections, Tubes
 
 __all__ = [
     "PrepareSummary",
-    "build_dataset",
-    "build_detector",
-    "build_linker",
+    "build_stages",
+    "parser",
+    "stage_overrides",
     "expected_vs_found",
     "detection_stats",
     "tube_stats",
@@ -66,88 +77,71 @@ class PrepareSummary:
         return [w for w, e, f in self.counts if e is not None and e != f]
 
 
-def build_dataset(
-    name: str,
-    root: str | os.PathLike,
-    annotations: str | None = None,
-    split: int = 1,
-    media_dir: str | None = None,
-    frame_pattern: str | None = "default",
-    video_ext: str | None = None,
-    split_list: str | None = None,
-    testlist: str | None = None,
-) -> StandardDataset | AnnotatedDataset:
-    """The dataset source of ``name`` under ``root`` (``custom``: ``annotations`` default
-    ``<root>/annotations.json``, video paths relative to ``<root>/<media_dir>``)."""
-    if name == "custom":
-        media = Path(root) / (media_dir or "")
-        pattern = None if frame_pattern == "default" else frame_pattern
-        return AnnotatedDataset(
-            annotations or str(Path(root) / "annotations.json"),
-            root=str(media),
-            split=split if split != 1 else None,
-            frame_pattern=pattern,
-        )
-    return StandardDataset(
-        name,
-        str(root),
-        annotations=annotations,
-        split=split,
-        media_dir=media_dir,
-        frame_pattern=frame_pattern,
-        video_ext=video_ext,
-        split_list=split_list,
-        testlist=testlist,
-    )
+def stage_overrides(args: argparse.Namespace) -> list[str]:
+    """The config overrides (``dataset=... detector=... linker=...`` and their keys) that build
+    the stages these command-line flags describe.
 
-
-def build_detector(
-    kind: str,
-    *,
-    detections: str | None = None,
-    classes: tuple[str, ...] = ("person",),
-    out_dir: str | os.PathLike = "data/cache/detections",
-    model: str = "fasterrcnn_resnet50_fpn_v2",
-    weights: str | None = "DEFAULT",
-    score_thresh: float = 0.5,
-    device: str = "auto",
-    batch_frames: int = 16,
-    num_workers: int = 2,
-    progress: bool = True,
-) -> Any:
-    """``torchvision`` (any detection model, actors of interest ``classes``), ``file`` (a
-    detections store at ``detections``) or ``dataset`` (the dataset's own detections file)."""
-    from wsal.detectors import StoredDetections, TorchvisionDetector
-
-    if kind == "torchvision":
-        return TorchvisionDetector(
-            model=model,
-            weights=weights,
-            classes=classes,
-            score_thresh=score_thresh,
-            device=device,
-            batch_frames=batch_frames,
-            num_workers=num_workers,
-            out_dir=str(out_dir),
-            progress=progress,
-        )
-    if kind == "file":
-        if not detections:
+    ``custom``: ``annotations`` default ``<root>/annotations.json``, video paths relative to
+    ``<root>/<media_dir>``, ``--split 1`` = the file's only split. The standard datasets keep
+    their config's layout unless a flag says otherwise. ``--detector dataset`` is the dataset's
+    own detections file (``detector=synthetic``, named ``dataset``); torchvision looks for the
+    dataset's actors of interest (``detector.classes=${dataset.actors}``).
+    """
+    o = [override("paths.cache_dir", args.cache_dir)]
+    pattern = args.frame_pattern
+    if args.dataset == "custom":
+        o += [
+            "dataset=custom",
+            override(
+                "dataset.annotations", args.annotations or str(Path(args.root) / "annotations.json")
+            ),
+            override("dataset.root", str(Path(args.root) / (args.media_dir or ""))),
+            override("dataset.split", args.split if args.split != 1 else None),
+            override("dataset.frame_pattern", None if pattern == "default" else pattern),
+        ]
+    else:
+        o += [f"dataset={args.dataset}", override("dataset.root", args.root)]
+        o.append(override("dataset.split", args.split))
+        given = {
+            "annotations": args.annotations,
+            "media_dir": args.media_dir,
+            "video_ext": args.video_ext,
+            "split_list": args.split_list,
+            "testlist": args.testlist,
+        }
+        o += [override(f"dataset.{k}", v) for k, v in given.items() if v]
+        if pattern != "default":
+            o.append(override("dataset.frame_pattern", pattern))
+    progress = not args.no_progress
+    if args.detector == "torchvision":
+        weights = None if args.weights.lower() in ("none", "null") else args.weights
+        o += ["detector=torchvision", override("detector.model", args.model)]
+        o += [override("detector.weights", weights)]
+        o += [override("detector.score_thresh", args.score_thresh)]
+        o += [override("detector.device", args.device)]
+        o += [override("detector.batch_frames", args.batch_frames)]
+        o += [override("detector.num_workers", args.num_workers)]
+        o += [override("detector.progress", progress)]
+        o += [override("detector.classes", "${dataset.actors}")]
+    elif args.detector == "file":
+        if not args.detections:
             raise ValueError("--detector file needs --detections PATH (a detections store)")
-        return StoredDetections(detections, name="file")
-    if kind == "dataset":
-        return StoredDetections(None, name="dataset")
-    raise ValueError(f"unknown detector {kind!r}; use torchvision, file or dataset")
+        o += ["detector=file", override("detector.path", args.detections)]
+    else:  # the dataset's own detections; named "dataset" (cache keys)
+        o += ["detector=synthetic", "detector.name=dataset"]
+    o += [f"linker={args.linker}", override("linker.num_tubes", args.num_tubes)]
+    o += [override("linker.progress", progress)]
+    if args.linker == "actor" and args.tracker_checkpoint:
+        o.append(override("linker.checkpoint", args.tracker_checkpoint))
+    return o
 
 
-def build_linker(kind: str, num_tubes: int = 10, progress: bool = True, **kwargs: Any) -> Any:
-    """``temporal_prim`` | ``viterbi`` | ``actor`` with ``num_tubes`` tubes per video."""
-    from wsal.linking import ActorLinker, TemporalPrimLinker, ViterbiLinker
-
-    classes = {"temporal_prim": TemporalPrimLinker, "viterbi": ViterbiLinker, "actor": ActorLinker}
-    if kind not in classes:
-        raise ValueError(f"unknown linker {kind!r}; use {', '.join(classes)}")
-    return classes[kind](num_tubes=num_tubes, progress=progress, **kwargs)
+def build_stages(cfg: DictConfig) -> tuple[Any, Any, Callable[[], Linker]]:
+    """(dataset, detector, a function making the linker) of a composed config. The linker is
+    made later (after the layout check): an actor linker may first train its default tracker."""
+    dataset = instantiate_node(cfg.dataset)
+    detector = instantiate_node(cfg.detector)
+    return dataset, detector, functools.partial(build_linker, cfg.linker)
 
 
 def expected_vs_found(
@@ -219,7 +213,7 @@ def _print_counts(title: str, rows: list[tuple[str, int | None, int]]) -> None:
 def prepare(
     dataset: StandardDataset | AnnotatedDataset | Any,
     detector: Any,
-    linker: Any,
+    linker: Linker | Callable[[], Linker],
     cache_dir: str | os.PathLike,
     *,
     check: bool = True,
@@ -227,11 +221,11 @@ def prepare(
 ) -> PrepareSummary:
     """Index, check, detect, link and cache one dataset; print the counts at each step.
 
-    Returns the summary; when the layout check finds problems it stops before detection
-    (``summary.report.ok`` is False, no detections/tubes).
+    ``linker`` is a linker or a function making one, called after the layout check (building an
+    actor linker may train its default tracker first). Returns the summary; when the layout
+    check finds problems it stops before detection (``summary.report.ok`` is False, no
+    detections/tubes).
     """
-    from wsal.pipeline import link_cached
-
     prepared: PreparedDataset = dataset.prepare()
     index = prepared.index
     name = prepared.name
@@ -280,8 +274,9 @@ def prepare(
         f"max {d['boxes_per_frame_max']}); {d['frames_without_boxes']} frames and "
         f"{d['videos_without_boxes']} videos without any box"
     )
-    _print(f"\ntubes ({linker.name}) ...")
-    tubes = link_cached(prepared, detector, linker, cache_dir)
+    made = cast(Linker, linker if hasattr(linker, "link") else linker())  # type: ignore[operator]
+    _print(f"\ntubes ({made.name}) ...")
+    tubes = link_cached(prepared, detector, made, cache_dir)
     summary.tubes_by_video = tubes
     summary.tubes = tube_stats(tubes)
     t = summary.tubes
@@ -294,9 +289,10 @@ def prepare(
     return summary
 
 
-def main(argv: list[str] | None = None) -> int:
+def parser() -> argparse.ArgumentParser:
+    """The command line (:func:`stage_overrides` turns its flags into config overrides)."""
     ap = argparse.ArgumentParser(
-        prog="python -m wsal.data.prepare",
+        prog="python -m wsal.app.prepare",
         description="Check a dataset's layout, detect actors on every frame and link tubes, "
         "caching both; prints the counts it expects and finds.",
     )
@@ -329,42 +325,22 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--no-check", action="store_true", help="skip the layout check")
     ap.add_argument("--no-progress", action="store_true")
-    args = ap.parse_args(argv)
-    pattern = None if args.frame_pattern.lower() in ("none", "null", "") else args.frame_pattern
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.frame_pattern.lower() in ("none", "null", ""):
+        args.frame_pattern = None
     progress = not args.no_progress
     try:
-        dataset = build_dataset(
-            args.dataset,
-            args.root,
-            annotations=args.annotations,
-            split=args.split,
-            media_dir=args.media_dir,
-            frame_pattern=pattern,
-            video_ext=args.video_ext,
-            split_list=args.split_list,
-            testlist=args.testlist,
-        )
-        detector = build_detector(
-            args.detector,
-            detections=args.detections,
-            classes=tuple(getattr(dataset, "actors", ("person",))),
-            out_dir=Path(args.cache_dir) / "detections",
-            model=args.model,
-            weights=None if args.weights.lower() in ("none", "null") else args.weights,
-            score_thresh=args.score_thresh,
-            device=args.device,
-            batch_frames=args.batch_frames,
-            num_workers=args.num_workers,
-            progress=progress,
-        )
-        extra = {"checkpoint": args.tracker_checkpoint} if args.linker == "actor" else {}
-        linker = build_linker(args.linker, args.num_tubes, progress=progress, **extra)
+        dataset, detector, make_linker = build_stages(compose(stage_overrides(args)))
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     try:
-        summary = prepare(dataset, detector, linker, args.cache_dir, check=not args.no_check,
-                          progress=progress)  # fmt: skip
+        summary = prepare(dataset, detector, make_linker, args.cache_dir,
+                          check=not args.no_check, progress=progress)  # fmt: skip
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -12,7 +12,7 @@ dataset's own detections file or None). See docs/detectors.md.
 - ``HogDetector`` runs OpenCV's HOG people detector (in the opencv wheel: no download) the same
   way, on the CPU (:mod:`wsal.detection.hog`; docs/real_footage.md).
 
-torch is imported only when a torchvision or HOG detector runs.
+torch and Lightning are imported only when a torchvision or HOG detector runs.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from typing import Any
 
 from wsal.data.annotations import DatasetIndex
 from wsal.data.detections import load_detections
+from wsal.detection.hog import HOG_DEFAULTS, HogPeople
 from wsal.structures import Detections
 
 __all__ = ["HogDetector", "StoredDetections", "TorchvisionDetector"]
@@ -235,7 +236,7 @@ class TorchvisionDetector(_PredictDetector):
         return f"{self.model}-" + hashlib.sha1(text.encode()).hexdigest()[:12]
 
     def build_module(self) -> Any:
-        """The :class:`wsal.detection.DetectorModule` (model built, weights read)."""
+        """The :class:`wsal.detection.predict.DetectorModule` (model built, weights read)."""
         from wsal.detection.model import build_detector, class_ids
         from wsal.detection.predict import DetectorModule
 
@@ -269,21 +270,22 @@ class HogDetector(_PredictDetector):
     Boxes are ``xyxy`` float pixels of the frames decoded at the index's size, frames 0-based,
     scores the SVM margins (``>= score_thresh``), ``labels`` 1 (person). Runs as the torchvision
     backend does (a Lightning predict on the CPU, sharded per video and resumable, merged file
-    cached under ``out_dir``); see :mod:`wsal.detection.hog` for the parameters. For trying wsal
-    on real footage without downloads; a whole-body pedestrian detector, so it misses many people
-    that a COCO detector finds (docs/real_footage.md).
+    cached under ``out_dir``); see :mod:`wsal.detection.hog` for the parameters and their defaults
+    (:data:`wsal.detection.hog.HOG_DEFAULTS`). For trying wsal on real footage without downloads;
+    a whole-body pedestrian detector, so it misses many people that a COCO detector finds
+    (docs/real_footage.md).
     """
 
     def __init__(
         self,
-        resize: float = 1.0,
-        pad: Sequence[float] = (0.25, 1.5, 0.25),
-        win_stride: int = 8,
-        scale: float = 1.05,
-        score_thresh: float = 0.0,
-        min_inside: float = 0.3,
-        nms_iou: float | None = 0.4,
-        max_per_frame: int = 20,
+        resize: float = HOG_DEFAULTS.resize,
+        pad: Sequence[float] = HOG_DEFAULTS.pad,
+        win_stride: int = HOG_DEFAULTS.win_stride,
+        scale: float = HOG_DEFAULTS.scale,
+        score_thresh: float = HOG_DEFAULTS.score_thresh,
+        min_inside: float = HOG_DEFAULTS.min_inside,
+        nms_iou: float | None = HOG_DEFAULTS.nms_iou,
+        max_per_frame: int = HOG_DEFAULTS.max_per_frame,
         batch_frames: int = 16,
         num_workers: int = 1,
         out_dir: str = "data/cache/detections",
@@ -305,24 +307,21 @@ class HogDetector(_PredictDetector):
         self.name = name
 
     def build_module(self) -> Any:
-        """The :class:`wsal.detection.hog.HogDetectorModule` (checks the parameters)."""
-        from wsal.detection.hog import HogDetectorModule, HogPeople
+        """The :class:`wsal.detection.predict.HogDetectorModule` (checks the parameters)."""
+        from wsal.detection.predict import HogDetectorModule  # Lightning: only to detect
 
-        people = HogPeople(
-            self.resize,
-            self.pad,
-            self.win_stride,
-            self.scale,
-            self.score_thresh,
-            self.min_inside,
+        return HogDetectorModule(self._people(), self.nms_iou, self.max_per_frame)
+
+    def _people(self) -> HogPeople:
+        """The window detector (checks the parameters)."""
+        return HogPeople(
+            self.resize, self.pad, self.win_stride, self.scale, self.score_thresh, self.min_inside
         )
-        return HogDetectorModule(people, self.nms_iou, self.max_per_frame)
 
     def params(self) -> dict[str, Any]:
         """Everything that shapes the boxes (not batching or workers)."""
-        module = self.build_module()
         return {
-            **module.detector.params(),
+            **self._people().params(),
             "nms_iou": self.nms_iou,
             "max_per_frame": self.max_per_frame,
         }
