@@ -91,6 +91,11 @@ def results_rows(res: Mapping[str, Any]) -> tuple[list[str], list[list[Any]]]:
         if r:
             rows.append([f"proposal_recall@{t}", float(r[-1])])
     rows.append(["video_accuracy", float(res.get("video_accuracy", float("nan")))])
+    if "top1" in res:
+        rows.append(["top1 (top tube on the performer)", float(res["top1"])])
+    for name, b in (res.get("bounds") or {}).items():  # chance / prior / ceiling on the same tubes
+        rows += [[f"{name}: video-mAP@{t}", float(m)] for t, m in b["video_mAP"].items()]
+        rows.append([f"{name}: top1", float(b["top1"])])
     proto = f"protocol={res.get('protocol')} nms={res.get('nms')} split={res.get('split')}"
     return ["metric", f"value ({proto})"], rows
 

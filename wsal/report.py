@@ -293,11 +293,28 @@ COSMETIC_KEYS = ("task_name", "trainer.enable_progress_bar", "dataset.progress",
 INCOMPLETE = "incomplete (killed or still running)"
 
 
+#: the bounds' columns (results.json's ``bounds``), shown when the runs have them
+BOUND_METRICS = (
+    "top1",
+    "chance mAP@0.5",
+    "prior mAP@0.5",
+    "ceiling mAP@0.5",
+    "chance top1",
+    "prior top1",
+    "ceiling top1",
+)
+
+
 def _metrics(res: dict[str, Any], taus: Sequence[str]) -> dict[str, float]:
-    """The table's numbers of one run: mAP at each threshold, mAP@0.5:0.95, AUC@0.1:0.6."""
+    """The table's numbers of one run: mAP at each threshold, mAP@0.5:0.95, AUC@0.1:0.6, and the
+    top-1 rate with the chance / prior / ceiling bounds (NaN where the run has none)."""
     out = {f"mAP@{t}": float(res.get("video_mAP", {}).get(t, np.nan)) for t in taus}
     out["mAP@0.5:0.95"] = float(res.get("mAP@0.5:0.95", np.nan))
     out["AUC@0.1:0.6"] = float(res.get("AUC@0.1:0.6", np.nan))
+    out["top1"] = float(res.get("top1", np.nan))
+    for name, b in (res.get("bounds") or {}).items():
+        out[f"{name} mAP@0.5"] = float(b.get("video_mAP", {}).get("0.5", np.nan))
+        out[f"{name} top1"] = float(b.get("top1", np.nan))
     return out
 
 
@@ -400,6 +417,8 @@ def sweep_table(runs: Sequence[SavedRun], with_cost: bool = False) -> SweepTable
     ok = [r for r in runs if r.status == "ok"]
     taus = sorted({t for r in ok for t in (r.results or {}).get("video_mAP", {})}, key=float)
     metrics = [f"mAP@{t}" for t in taus] + ["mAP@0.5:0.95", "AUC@0.1:0.6"]
+    if any("bounds" in (r.results or {}) for r in ok):
+        metrics += list(BOUND_METRICS)
     params = [_params(r) for r in ok]
     keys = list(dict.fromkeys(k for p, _ in params for k in p))
     for run, (p, _) in zip(ok, params):  # a key another run overrode: this run's own value
@@ -414,7 +433,7 @@ def sweep_table(runs: Sequence[SavedRun], with_cost: bool = False) -> SweepTable
     rows = []
     for (values, ds), members in groups.items():
         per_run = [_metrics(m.results or {}, taus) for m in members]
-        stats = {k: _mean_std([pr[k] for pr in per_run]) for k in metrics}
+        stats = {k: _mean_std([pr.get(k, np.nan) for pr in per_run]) for k in metrics}
         curve_taus = sorted(
             {t for m in members for t in (m.results or {}).get("mAP_curve", {})}, key=float
         )

@@ -29,6 +29,7 @@ from wsal.app.stages import build_linker
 from wsal.atomic import atomic_write_json
 from wsal.data.annotations import DatasetIndex
 from wsal.evaluation import GroundTruth, pr_curves
+from wsal.evaluation.bounds import true_class_detections
 from wsal.evaluation.results import EvaluationSpec, evaluate, print_summary
 from wsal.linking.cache import link_cached, tubes_to_detections
 from wsal.loggers import log_test_media
@@ -203,7 +204,8 @@ def evaluate_saved(
     )
     videos = prepared.index.split(spec.split)
     results = TubeDetections.load(detections, label_names=prepared.index.labels)
-    res = evaluate(prepared.index, results, tubes_to_detections(videos, tubes), spec)
+    prior = true_class_detections(prepared.index, videos, tubes)
+    res = evaluate(prepared.index, results, tubes_to_detections(videos, tubes), spec, prior)
     res["detections_file"] = str(detections)
     return res
 
@@ -218,12 +220,14 @@ def write_results(
     info: Mapping[str, Any] | None = None,
     timings: Mapping[str, float] | None = None,
 ) -> dict[str, Any]:
-    """Save ``detections.npz``, evaluate against the split's GT (proposal recall from ``tubes``),
-    write ``results.json`` and the pictures into ``out_dir``; return the results dict."""
+    """Save ``detections.npz``, evaluate against the split's GT (proposal recall and the chance /
+    prior / ceiling bounds from ``tubes``), write ``results.json`` and the pictures into
+    ``out_dir``; return the results dict."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     results.save(out / "detections.npz")
-    res = evaluate(index, results, tubes_to_detections(videos, tubes), spec)
+    prior = true_class_detections(index, videos, tubes)
+    res = evaluate(index, results, tubes_to_detections(videos, tubes), spec, prior)
     res["timings"] = dict(timings or {})
     res.update(info or {})
     atomic_write_json(out / "results.json", res, indent=1)
@@ -245,6 +249,10 @@ def log_results(loggers: Sequence[Any], cfg: DictConfig, res: Mapping[str, Any],
     metrics[f"{split}/video_acc"] = res["video_accuracy"]
     for t, r in res["proposal_recall"].items():
         metrics[f"{split}/proposal_recall@{t}"] = r[-1] if r else 0.0
+    metrics[f"{split}/top1"] = res["top1"]
+    for name, b in res.get("bounds", {}).items():  # the bounds beside every number
+        metrics.update({f"{split}/{name}/video_mAP@{t}": m for t, m in b["video_mAP"].items()})
+        metrics[f"{split}/{name}/top1"] = b["top1"]
     for lg in loggers:
         lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
         lg.log_metrics(metrics)

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from wsal.data.annotations import DatasetIndex
+from wsal.evaluation.bounds import bounds, top1_rate
 from wsal.evaluation.protocol import (
     AUC_THRESHOLDS,
     GroundTruth,
@@ -21,7 +22,10 @@ from wsal.evaluation.protocol import (
 )
 from wsal.structures import TubeDetections
 
-__all__ = ["EvaluationSpec", "evaluate", "print_summary"]
+__all__ = ["TOP1_IOU", "EvaluationSpec", "evaluate", "print_summary"]
+
+#: st-IoU at which a video's top tube counts as on the performer (the top-1 rate)
+TOP1_IOU = 0.5
 
 
 @dataclass
@@ -38,14 +42,21 @@ class EvaluationSpec:
 
 
 def evaluate(
-    index: DatasetIndex, results: TubeDetections, proposals: TubeDetections, spec: EvaluationSpec
+    index: DatasetIndex,
+    results: TubeDetections,
+    proposals: TubeDetections,
+    spec: EvaluationSpec,
+    prior: TubeDetections | None = None,
 ) -> dict[str, Any]:
-    """video-AP (+ AUC over 0.1-0.6, mAP@0.5:0.95), proposal recall and classification accuracy."""
+    """video-AP (+ AUC over 0.1-0.6, mAP@0.5:0.95), proposal recall, classification accuracy and
+    the top-1 rate; with ``prior`` (the true-class tubes scored by their linking score,
+    :func:`wsal.evaluation.bounds.true_class_detections`) also the chance, prior and ceiling
+    bounds on the same tubes (:func:`wsal.evaluation.bounds.bounds`)."""
     gt = GroundTruth.from_index(index, spec.split)
     taus = sorted({float(t) for t in spec.iou} | set(AUC_THRESHOLDS))
     vap = video_ap(gt, results, thresholds=taus, protocol=spec.protocol, nms=spec.nms)
     recall = proposal_recall(gt, proposals, thresholds=spec.recall_iou, protocol=spec.protocol)
-    return {
+    out: dict[str, Any] = {
         "protocol": spec.protocol,
         "nms": spec.nms,
         "split": spec.split,
@@ -59,11 +70,18 @@ def evaluate(
         "mAP_curve": {f"{t:g}": vap.map(t) for t in taus},
         "proposal_recall": {f"{t:g}": [float(x) for x in r] for t, r in recall.items()},
         "video_accuracy": video_classification_accuracy(gt, results),
+        "top1": top1_rate(gt, results, TOP1_IOU, spec.protocol),
         "eval_seconds": vap.seconds,
     }
+    if prior is not None:
+        out["bounds"] = bounds(gt, prior, spec.iou, spec.protocol, spec.nms, top1_iou=TOP1_IOU)
+    return out
 
 
 def print_summary(res: dict[str, Any], title: str) -> None:
+    """The results table, with the bounds (chance: a random tube of the video, prior: linking
+    score, ceiling: the best tube first; all with the true class) beside the method's numbers."""
+    nan = float("nan")
     table = Table(
         title=title,
         caption=(
@@ -73,10 +91,22 @@ def print_summary(res: dict[str, Any], title: str) -> None:
             else f"protocol={res['protocol']}  nms={res['nms']:g}  split={res['split']}"
         ),
     )
+    b = res.get("bounds") or {}
+    names = [n for n in ("chance", "prior", "ceiling") if n in b]
     table.add_column("metric")
     table.add_column("value", justify="right")
+    for n in names:
+        table.add_column(n, justify="right", style="dim")
     for t, m in res["video_mAP"].items():
-        table.add_row(f"video-mAP@{t}", f"{m:.4f}")
+        table.add_row(
+            f"video-mAP@{t}", f"{m:.4f}", *(f"{b[n]['video_mAP'].get(t, nan):.4f}" for n in names)
+        )
+    if "top1" in res:
+        table.add_row(
+            f"top-1 tube on the performer (st-IoU >= {TOP1_IOU:g})",
+            f"{res['top1']:.3f}",
+            *(f"{b[n]['top1']:.3f}" for n in names),
+        )
     table.add_row("video-mAP@0.5:0.95", f"{res['mAP@0.5:0.95']:.4f}")
     table.add_row("AUC (mAP over st-IoU 0.1-0.6)", f"{res['AUC@0.1:0.6']:.4f}")
     for t, r in res["proposal_recall"].items():

@@ -8,7 +8,7 @@ what kind of method it runs. A method takes its settings through its constructor
 ``method`` config group) and builds its LightningModule once the number of classes is known.
 
 - :class:`OracleLabel` (``method=oracle_label``): no training; every tube gets its video's true
-  class (the localization-only reference).
+  class, scored by its linking score (the localization-only reference, the prior bound).
 - :class:`ActorAttentionMethod` (``method=actor_attention``): clips + tubes DataModule, Lightning
   ``fit``, per-tube class scores from ``predict``.
 - :class:`STILMethod` (``method=stil|stil_noprim|mil|gmil``): cached box features, priors plus
@@ -32,10 +32,10 @@ import torch
 
 from wsal.data.annotations import DatasetIndex
 from wsal.data.datasets import PreparedDataset
+from wsal.evaluation.bounds import true_class_detections
 from wsal.features import BoxFeatures, extract_box_features
 from wsal.linking.base import Linker, link
 from wsal.models.actor_attention import ActorAttention
-from wsal.models.baselines import oracle_label_detections
 from wsal.models.stil import STIL
 from wsal.models.stil_data import STILDataModule, build_stil_data, selection_quality
 from wsal.structures import Detections, TubeDetections, Tubes
@@ -150,8 +150,8 @@ def load_weights(model: torch.nn.Module, checkpoint: str | os.PathLike) -> dict[
 # ------------------------------------------------------------------------------------- oracle
 class OracleLabel:
     """Localization only: every tube of a test video is labelled with the video's true class(es)
-    and scored by its linking score (reads test labels: a reference, not a weakly-supervised
-    result; see :func:`wsal.models.baselines.oracle_label_detections`)."""
+    and scored by its linking score — the *prior* bound (:func:`wsal.evaluation.bounds.
+    true_class_detections`); it reads test labels: a reference, not a weakly-supervised result."""
 
     name = "oracle_label"
 
@@ -162,7 +162,7 @@ class OracleLabel:
         return {}
 
     def predict(self, run: RunInputs) -> TubeDetections:
-        return oracle_label_detections(run.index, run.videos(run.test_split), run.tubes)
+        return true_class_detections(run.index, run.videos(run.test_split), run.tubes)
 
 
 # ---------------------------------------------------------------------------- actor attention
