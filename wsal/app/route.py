@@ -53,7 +53,7 @@ def build_loggers(cfg: DictConfig, wandb_id: str | None = None) -> list:
         if c["_target_"].endswith("wandb_logger"):
             extra = {"name": c.get("name") or Path(cfg.paths.output_dir).name, "id": wandb_id}
         loggers.append(instantiate(c, **extra))
-        if extra and rank_zero_only.rank == 0:  # remember the W&B run so a resume continues it
+        if extra and rank_zero_only.rank == 0:  # type: ignore[attr-defined]
             runs.write_run(cfg.paths.output_dir, wandb_id=loggers[-1].experiment.id)
     return loggers
 
@@ -63,7 +63,7 @@ class Trainers:
 
     def __init__(self, trainer: DictConfig, callbacks: DictConfig | None, loggers: list) -> None:
         self.trainer = trainer
-        self.callbacks = callbacks or {}
+        self.callbacks: Mapping[str, Any] = callbacks or {}
         self.loggers = loggers
 
     def fit(self, monitored_checkpoints: bool = True, **overrides: Any) -> pl.Trainer:

@@ -253,7 +253,8 @@ class ActorAttentionMethod:
         dm = self._datamodule(run)
         dm.setup("predict")
         preds = run.predict_trainer().predict(self.model, dataloaders=dm.predict_dataloader())
-        return tube_scores_to_detections(dm.split_videos("predict"), dm.tubes, preds)
+        batches: list[Mapping[str, Any]] = list(preds or [])  # type: ignore[arg-type]
+        return tube_scores_to_detections(dm.split_videos("predict"), dm.tubes, batches)
 
 
 # ---------------------------------------------------------------------------------------- STIL
