@@ -53,6 +53,7 @@ def build_loggers(cfg: DictConfig, wandb_id: str | None = None) -> list:
         if c["_target_"].endswith("wandb_logger"):
             extra = {"name": c.get("name") or Path(cfg.paths.output_dir).name, "id": wandb_id}
         loggers.append(instantiate(c, **extra))
+        # remember the W&B run so that a resume continues it
         if extra and rank_zero_only.rank == 0:  # type: ignore[attr-defined]
             runs.write_run(cfg.paths.output_dir, wandb_id=loggers[-1].experiment.id)
     return loggers
