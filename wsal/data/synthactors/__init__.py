@@ -23,16 +23,17 @@ torso centre jittered by 3 % of the actor's height (kept inside the box). Distra
 distractor may perform another class, and the video then has two labels and two tubes.
 
 Detections. ``detections.npz`` is **not** the output of a learned detector: it is a *simulated,
-class-agnostic actor detector* whose noise model (:class:`DetectorNoise`) is applied to the true
-boxes of every actor (performers and distractors alike): each actor is missed with a probability
-that grows with its pose deformation (``cartwheel`` mid-rotation, deep ``crouch``) and with the
-fraction of it hidden by nearer actors or the frame border; found boxes are jittered; scores are high
-for upright poses and lower for deformed ones, plus noise; a few false positives per frame (half of
-them on textured parts of the scene, plus some that fire persistently on the same clutter) carry
-low-ish scores; true boxes are sometimes duplicated. The file has the layout a real detector
-produces: ``video str[N]`` (unicode), ``frame int64[N]`` (0-based), ``boxes float32[N, 4]`` (xyxy
-pixels, clipped), ``scores float32[N]`` in ``(0, 1]``; no ``labels`` (class-agnostic). Rows are
-grouped by video (in annotation order) and sorted by frame (then by descending score) in a video.
+class-agnostic actor detector* that behaves like a real one *before* score thresholding
+(:class:`DetectorNoise`), applied to every actor (performers and distractors alike): several
+jittered proposals on each actor in each frame, scored lower for deformed poses (``cartwheel``
+mid-rotation, deep ``crouch``), hidden actors and loose boxes (a hard pose gets low-scored boxes,
+not none); a true miss (no box at all) only at a small rate; tens of person-sized background
+proposals per frame (half of them on textured parts of the scene, plus some that fire persistently
+on the same clutter) with low scores. The file has the layout a real detector produces:
+``video str[N]`` (unicode), ``frame int64[N]`` (0-based), ``boxes float32[N, 4]`` (xyxy pixels,
+clipped), ``scores float32[N]`` in ``(0, 1]``; no ``labels`` (class-agnostic); written compressed.
+Rows are grouped by video (in annotation order) and sorted by frame (then by descending score) in a
+video.
 
 Determinism. Every video draws from its own ``numpy`` generators seeded by ``(seed, class, split,
 index)``, so the output is identical for any worker count, and a video depends only on those and

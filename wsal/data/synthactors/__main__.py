@@ -48,13 +48,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--fp-per-frame",
         type=float,
         default=d.detector.fp_per_frame,
-        help="simulated detector: mean transient false positives per frame",
+        help="simulated detector: mean background proposals per frame",
     )
     ap.add_argument(
-        "--miss-deform",
+        "--proposals-per-actor",
+        type=int,
+        default=d.detector.proposals_per_actor,
+        help="simulated detector: jittered boxes per detected actor per frame",
+    )
+    ap.add_argument(
+        "--miss-base",
         type=float,
-        default=d.detector.miss_deform,
-        help="simulated detector: added miss probability per unit deformation",
+        default=d.detector.miss_base,
+        help="simulated detector: true-miss rate of a fully visible actor",
     )
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument(
@@ -64,8 +70,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
-    det = DetectorNoise(fp_per_frame=args.fp_per_frame, miss_deform=args.miss_deform)
     try:
+        det = DetectorNoise(
+            fp_per_frame=args.fp_per_frame,
+            proposals_per_actor=args.proposals_per_actor,
+            miss_base=args.miss_base,
+        )
         cfg = SynthConfig(
             classes=args.classes,
             videos_per_class_train=args.videos_per_class_train,

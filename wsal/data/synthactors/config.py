@@ -13,7 +13,7 @@ from typing import Any
 __all__ = ["CLASSES", "SCENES", "GENERATOR_VERSION", "DetectorNoise", "SynthConfig", "config_hash"]
 
 #: Bump whenever a change to this package changes what is generated for a given config (cache key).
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"  # 2: the detector before thresholding
 
 #: The action classes, in label order. Each is defined by joint motion only (see
 #: ``wsal.data.synthactors.motion``).
@@ -26,32 +26,43 @@ SCENES: tuple[str, ...] = ("meadow", "stripes", "checker", "sand", "diagonal", "
 
 @dataclass
 class DetectorNoise:
-    """Noise model of the simulated class-agnostic actor detector (per actor, per frame).
+    """Noise model of the simulated class-agnostic actor detector, which stands for a real person
+    detector's output *before* score thresholding (STIL §5.1 links ~300 boxes per frame).
 
     Deformation ``d`` in [0, 1] of a pose is ``max(d_rot, d_comp)`` where ``d_rot = (1 - cos φ) / 2``
     for the tilt φ of the torso from upright (0 upright, 0.5 horizontal, 1 upside down) and
-    ``d_comp`` is the fraction of standing height lost (crouching). ``hidden`` in [0, 1] is the
+    ``d_comp`` is the fraction of standing height lost (crouching). ``hidden`` ``h`` in [0, 1] is the
     fraction of the actor's box covered by nearer actors' boxes or outside the frame.
 
+    Per actor and frame: a **true miss** (no box at all) with probability
+    ``miss_base + miss_hidden * h``; otherwise ``proposals_per_actor`` jittered boxes. The actor's
+    quality ``q = score_upright - score_deform * d - score_hidden * h + N(0, score_std)`` is shared
+    by its proposals; each proposal scores ``q - score_loc * (1 - IoU) + N(0, proposal_score_std)``
+    with ``IoU`` its overlap with the true box. A hard pose therefore gets low-scored boxes, not
+    none. Per frame ``Poisson(fp_per_frame)`` background proposals, per video
+    ``Poisson(fp_static_per_video)`` persistent ones.
+
     Fields:
-        miss_base: probability of missing an upright, fully visible actor.
-        miss_deform: added miss probability per unit of deformation ``d``.
-        miss_hidden: added miss probability per unit of ``hidden``.
-        shift_std: std of the box-centre shift, as a fraction of the box width/height.
-        scale_std: std of the log of the width/height scale factors (multiplicative jitter).
+        proposals_per_actor: jittered boxes on each detected actor per frame (the first one tight).
+        miss_base: probability that a fully visible actor gets no box at all on a frame.
+        miss_hidden: added true-miss probability per unit of ``hidden``.
+        shift_std: std of the tight proposal's centre shift, fraction of the box width/height.
+        scale_std: std of the log of its width/height scale factors (multiplicative jitter).
         pixel_std: std of the additive per-coordinate jitter, pixels.
         deform_jitter: ``shift_std`` and ``scale_std`` are multiplied by ``1 + deform_jitter * d``.
-        score_upright: mean score of an upright actor.
-        score_deform: score drop per unit of deformation ``d``.
-        score_std: std of the Gaussian score noise of a true detection.
-        dup_prob: probability that a true detection comes with a duplicate box.
-        dup_shift: std of the duplicate's extra jitter (centre and log-size), fraction of the box.
-        dup_score: mean factor of the duplicate's score relative to the original (±10 % noise).
-        fp_per_frame: Poisson mean of transient false positives per frame.
-        fp_texture_frac: fraction of false positives centred on textured pixels (sampled in
+        proposal_spread: the other proposals' jitter is ``1 + proposal_spread * U(0, 1)`` times the
+            tight one's (looser boxes, as around a real detection before NMS).
+        score_upright: mean quality ``q`` of an upright, fully visible actor.
+        score_deform: drop of ``q`` per unit of deformation ``d``.
+        score_hidden: drop of ``q`` per unit of ``hidden``.
+        score_std: std of the Gaussian noise of ``q`` (per actor and frame).
+        score_loc: score drop of a proposal per unit of ``1 - IoU`` with the true box.
+        proposal_score_std: std of the Gaussian score noise of each proposal.
+        fp_per_frame: Poisson mean of background proposals per frame.
+        fp_texture_frac: fraction of background proposals centred on textured pixels (sampled in
             proportion to the blurred gradient magnitude of the empty scene), the rest uniformly.
-        fp_score_mean: mean score of a false positive.
-        fp_score_std: std of a false positive's score.
+        fp_score_mean: mean score of a background proposal.
+        fp_score_std: std of a background proposal's score.
         fp_static_per_video: Poisson mean of *persistent* false positives per video, each a fixed
             box on textured clutter that fires on a frame with probability ``fp_static_rate`` and
             scores ``fp_score_mean + 0.1`` on average (what a real detector does on a coat rack).
@@ -59,23 +70,24 @@ class DetectorNoise:
         min_score: lower clip of every score (scores lie in ``[min_score, 1]``).
     """
 
-    miss_base: float = 0.03
-    miss_deform: float = 0.55
-    miss_hidden: float = 0.6
+    proposals_per_actor: int = 6
+    miss_base: float = 0.01
+    miss_hidden: float = 0.05
     shift_std: float = 0.04
     scale_std: float = 0.06
     pixel_std: float = 0.5
     deform_jitter: float = 1.5
+    proposal_spread: float = 2.0
     score_upright: float = 0.9
-    score_deform: float = 0.45
+    score_deform: float = 0.6
+    score_hidden: float = 0.4
     score_std: float = 0.06
-    dup_prob: float = 0.1
-    dup_shift: float = 0.12
-    dup_score: float = 0.75
-    fp_per_frame: float = 1.0
+    score_loc: float = 0.5
+    proposal_score_std: float = 0.03
+    fp_per_frame: float = 16.0
     fp_texture_frac: float = 0.5
-    fp_score_mean: float = 0.3
-    fp_score_std: float = 0.12
+    fp_score_mean: float = 0.2
+    fp_score_std: float = 0.1
     fp_static_per_video: float = 0.5
     fp_static_rate: float = 0.5
     min_score: float = 0.01
@@ -86,11 +98,17 @@ class DetectorNoise:
             if not math.isfinite(v) or v < 0:
                 raise ValueError(f"DetectorNoise.{f.name} must be finite and >= 0, got {v}")
             setattr(self, f.name, v)
-        for name in ("miss_base", "dup_prob", "fp_texture_frac", "fp_static_rate"):
+        k = self.proposals_per_actor
+        if k != int(k) or k < 1:
+            raise ValueError(f"DetectorNoise.proposals_per_actor must be an integer >= 1, got {k}")
+        self.proposals_per_actor = int(k)
+        for name in ("miss_base", "fp_texture_frac", "fp_static_rate"):
             if getattr(self, name) > 1:
                 raise ValueError(
                     f"DetectorNoise.{name} is a probability, got {getattr(self, name)}"
                 )
+        if self.miss_base + self.miss_hidden > 1:
+            raise ValueError("DetectorNoise: need miss_base + miss_hidden <= 1 (a probability)")
         if not 0 < self.min_score <= 1:
             raise ValueError(f"DetectorNoise.min_score must be in (0, 1], got {self.min_score}")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,36 +14,53 @@ from wsal.data.annotations import read_wsal_json
 from wsal.data.synthactors.config import CLASSES, SCENES
 from wsal.tube_ops import box_iou
 
+__all__ = ["stats", "format_stats"]
 
-def stats(root: str | os.PathLike, iou: float = 0.5) -> dict[str, Any]:
+#: Score thresholds at which :func:`stats` measures the detector's recall.
+SCORE_THRESHOLDS: tuple[float, ...] = (0.0, 0.1, 0.3, 0.5)
+
+
+def stats(
+    root: str | os.PathLike,
+    iou: float = 0.5,
+    thresholds: Sequence[float] = SCORE_THRESHOLDS,
+) -> dict[str, Any]:
     """Summary of a generated dataset, computed from its files on disk.
 
     Returns ``videos`` (per split), ``tubes``, ``mean_tube_length`` (frames),
     ``mean_action_fraction`` (tube length / video length), ``frames``, ``detections``,
-    ``detections_per_frame``, ``recall`` (fraction of GT boxes with a detection of IoU >= ``iou``,
-    continuous areas, in the same frame), ``recall_per_class``, ``context_rate`` (fraction of
-    videos in their class's scene, from ``meta.json``) and ``wall_time_s`` when known.
+    ``detections_per_frame``, ``detections_file_bytes``, ``recall`` (fraction of GT boxes with a
+    detection of IoU >= ``iou``, continuous areas, in the same frame), ``recall_per_class``,
+    ``recall_at_score`` ({threshold: the same recall counting only detections with score >=
+    threshold}) and ``recall_per_class_at_score`` ({threshold: {class: recall}}), ``gt`` (:func:`gt_statistics`), and from ``meta.json`` when known:
+    ``true_miss_rate`` (share of simulated (actor, frame) pairs with no box at all),
+    ``context_rate`` (fraction of videos in their class's scene) and ``wall_time_s``.
     """
     root = Path(root)
     index = read_wsal_json(root / "annotations.json")
     with np.load(root / "detections.npz") as z:
-        dv, df, db = z["video"], z["frame"], z["boxes"]
+        dv, df, db, ds = z["video"], z["frame"], z["boxes"], z["scores"]
     # rows are grouped by video: one slice per video
     uniq, first, cnt = np.unique(dv, return_index=True, return_counts=True)
     rows = {str(v): slice(int(s), int(s + c)) for v, s, c in zip(uniq, first, cnt)}
+    ths = [float(t) for t in thresholds]
     hit = np.zeros(len(index.labels))
+    hit_at = np.zeros((len(ths), len(index.labels)))  # [thresholds, classes]
     tot = np.zeros(len(index.labels))
     lengths, fracs = [], []
     for vid, info in index.videos.items():
         sl = rows.get(vid, slice(0, 0))
-        vf, vb = df[sl], db[sl].astype(np.float64)
+        vf, vb, vs = df[sl], db[sl].astype(np.float64), ds[sl]
         for tube in info.tubes:
             lengths.append(len(tube.frames))
             fracs.append(len(tube.frames) / info.nframes)
             if len(vf):
                 ious = box_iou(tube.boxes.astype(np.float64), vb)  # [n,N]
                 ious[tube.frames[:, None] != vf[None, :]] = 0  # only detections of that frame
-                hit[tube.label] += int(np.sum(ious.max(axis=1) >= iou))
+                found = ious >= iou  # [n,N]
+                hit[tube.label] += int(np.sum(found.any(axis=1)))
+                for i, t in enumerate(ths):
+                    hit_at[i, tube.label] += int(np.sum((found & (vs >= t)[None, :]).any(axis=1)))
             tot[tube.label] += len(tube.frames)
     frames = sum(v.nframes for v in index.videos.values())
     out: dict[str, Any] = {
@@ -54,9 +72,20 @@ def stats(root: str | os.PathLike, iou: float = 0.5) -> dict[str, Any]:
         "frames": int(frames),
         "detections": len(df),
         "detections_per_frame": round(len(df) / max(frames, 1), 3),
+        "detections_file_bytes": (root / "detections.npz").stat().st_size,
         "recall": round(float(hit.sum() / max(tot.sum(), 1)), 4),
         "recall_per_class": {
             lab: round(float(h / t), 4) if t else None for lab, h, t in zip(index.labels, hit, tot)
+        },
+        "recall_at_score": {
+            f"{t:g}": round(float(h.sum() / max(tot.sum(), 1)), 4) for t, h in zip(ths, hit_at)
+        },
+        "recall_per_class_at_score": {
+            f"{t:g}": {
+                lab: round(float(x / n), 4) if n else None
+                for lab, x, n in zip(index.labels, h, tot)
+            }
+            for t, h in zip(ths, hit_at)
         },
         "iou": iou,
     }
@@ -64,6 +93,9 @@ def stats(root: str | os.PathLike, iou: float = 0.5) -> dict[str, Any]:
         meta = json.loads((root / "meta.json").read_text())
     except (OSError, ValueError):
         meta = {}
+    sim = meta.get("detector_sim")
+    if sim and sim.get("actor_frames"):
+        out["true_miss_rate"] = round(sim["true_misses"] / sim["actor_frames"], 4)
     scenes = meta.get("scenes")
     if scenes:
         ok = [
@@ -80,15 +112,20 @@ def stats(root: str | os.PathLike, iou: float = 0.5) -> dict[str, Any]:
 def format_stats(st: dict[str, Any]) -> str:
     """Human-readable lines of :func:`stats` output (what the CLI prints)."""
     per = ", ".join(f"{k} {v:.3f}" for k, v in st["recall_per_class"].items() if v is not None)
+    at = ", ".join(f">= {t}: {r:.3f}" for t, r in st["recall_at_score"].items())
     lines = [
         "  videos:       " + ", ".join(f"{k} {v}" for k, v in st["videos"].items()),
         f"  GT tubes:     {st['tubes']} (mean length {st['mean_tube_length']:.1f} frames, "
         f"{100 * st['mean_action_fraction']:.1f} % of the video)",
         f"  frames:       {st['frames']}",
-        f"  detections:   {st['detections']} ({st['detections_per_frame']:.2f} per frame)",
+        f"  detections:   {st['detections']} ({st['detections_per_frame']:.2f} per frame, "
+        f"{st['detections_file_bytes'] / 2**20:.1f} MiB)",
         f"  detector recall @ IoU {st['iou']}: {st['recall']:.3f}",
         f"    per class:  {per}",
+        f"    by score:   {at}",
     ]
+    if st.get("true_miss_rate") is not None:
+        lines.append(f"  true misses:  {100 * st['true_miss_rate']:.2f} % of (actor, frame) pairs")
     if st.get("context_rate") is not None:
         lines.append(f"  in-context scenes: {100 * st['context_rate']:.1f} % of videos")
     return "\n".join(lines)
