@@ -13,11 +13,16 @@ from types import SimpleNamespace
 import decord
 import numpy as np
 import pytest
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
 
-from wsal.data.annotations import read_wsal_json
+from wsal.configs import compose, override
+from wsal.data.annotations import DatasetIndex, GTTube, VideoInfo, load_index, read_wsal_json
+from wsal.data.datasets import SynthActors
 from wsal.data.synthactors import (
     CLASSES,
     GENERATOR_VERSION,
+    PRESETS,
     SCENES,
     DetectorNoise,
     SynthConfig,
@@ -26,6 +31,7 @@ from wsal.data.synthactors import (
     ensure_synthactors,
     generate,
     generator,
+    gt_statistics,
     motion,
     render,
     stats,
@@ -473,3 +479,160 @@ def test_cli_prints_what_it_made(tmp_path, capsys):
     assert rc == 0
     assert "train 1, test 1" in text and "recall @ IoU 0.5" in text and "wall time" in text
     assert read_wsal_json(out / "annotations.json").labels == ["wave"]
+
+
+# -- presets and regime statistics ----------------------------------------------------------------
+# The real regimes, measured with gt_statistics from UCFSports-GT.pkl and UCF101-24's
+# pyannot_with_class_names.pkl (docs/synthactors.md; checked below when the files are present).
+REAL = {
+    "trimmed": {  # UCF Sports
+        "coverage_mean": 1.0,
+        "coverage_ge_0.9": 1.0,
+        "coverage_p10": 1.0,
+        "multi_tube_share": 0.0,
+        "tubes_per_video": 1.0,
+    },
+    "untrimmed": {  # UCF101-24
+        "coverage_mean": 0.828,
+        "coverage_ge_0.9": 0.643,
+        "coverage_p10": 0.365,
+        "multi_tube_share": 0.224,
+        "tubes_per_video": 1.396,
+    },
+}
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+REAL_FILES = {
+    "trimmed": SHARED / "ucfsports" / "UCFSports-GT.pkl",
+    "untrimmed": SHARED / "ucf101-24" / "pyannot_with_class_names.pkl",
+}
+
+
+@pytest.mark.parametrize("preset", list(PRESETS))
+def test_real_regime_numbers(preset):
+    path = REAL_FILES[preset]
+    if not path.is_file():
+        pytest.skip(f"real annotation file {path} is absent (see shared/data/README.md)")
+    st = gt_statistics(load_index(path))
+    for key, value in REAL[preset].items():
+        assert st[key] == pytest.approx(value, abs=0.001), key
+
+
+@pytest.mark.parametrize("preset", list(PRESETS))
+def test_presets_match_their_regime(preset, tmp_path):
+    """70 tiny videos of each preset: GT coverage and tubes per video near the real dataset's."""
+    cfg = SynthConfig.preset(
+        preset,
+        videos_per_class_train=10,
+        videos_per_class_test=0,
+        width=64,
+        height=48,
+        min_frames=16,
+        max_frames=24,
+        seed=11,
+    )
+    root = generate(tmp_path / preset, cfg, workers=2, progress=False)
+    st = gt_statistics(read_wsal_json(root / "annotations.json"))
+    target = REAL[preset]
+    if preset == "trimmed":
+        assert {k: st[k] for k in target} == target  # exactly: the whole video, one tube
+        return
+    assert st["coverage_median"] == 1.0
+    assert st["coverage_mean"] == pytest.approx(target["coverage_mean"], abs=0.06)
+    assert st["coverage_ge_0.9"] == pytest.approx(target["coverage_ge_0.9"], abs=0.12)
+    assert st["coverage_p10"] == pytest.approx(target["coverage_p10"], abs=0.15)
+    assert st["multi_tube_share"] == pytest.approx(target["multi_tube_share"], abs=0.1)
+    index = read_wsal_json(root / "annotations.json")
+    for info in index.videos.values():  # co-performers do the video's class
+        assert {t.label for t in info.tubes} == set(info.labels) and len(info.labels) == 1
+
+
+def test_default_config_is_the_trimmed_preset():
+    assert SynthConfig() == SynthConfig.preset("trimmed")
+    assert SynthConfig.preset("untrimmed", seed=4).seed == 4  # overrides on top of the preset
+    assert (
+        SynthConfig.preset("untrimmed").full_action_prob == PRESETS["untrimmed"]["full_action_prob"]
+    )
+    assert config_hash(SynthConfig.preset("trimmed")) != config_hash(
+        SynthConfig.preset("untrimmed")
+    )
+
+
+@pytest.mark.parametrize("preset", [*PRESETS, ""])
+def test_dataset_config_preset(preset, tmp_path):
+    """``dataset=synthetic`` with ``dataset.preset=...``: the preset's config, the yaml's keys on
+    top; a bad name fails when the dataset is instantiated, before anything is generated."""
+    cfg = compose(["dataset=synthetic", override("dataset.preset", preset)]).dataset
+    cfg.root = str(tmp_path / "ds")
+    if not preset:
+        with pytest.raises(InstantiationException, match="'trimmed', 'untrimmed'"):
+            instantiate(cfg)
+        assert not (tmp_path / "ds").exists()
+        return
+    ds = instantiate(cfg)
+    keys = {k: v for k, v in cfg.items() if k not in ("_target_", "root", "workers", "progress")}
+    assert keys.pop("preset") == preset
+    assert ds.synth_config == SynthConfig.preset(preset, **keys)
+    assert ds.synth_config.full_action_prob == PRESETS[preset]["full_action_prob"]
+    assert not (tmp_path / "ds").exists()  # nothing generated on construction
+
+
+@pytest.mark.parametrize("name", ["", "Trimmed", "ucf101", None])
+def test_bad_preset_name_is_a_clear_error_before_generation(name, tmp_path, capsys):
+    with pytest.raises(ValueError, match="valid presets are 'trimmed', 'untrimmed'"):
+        SynthConfig.preset(name)  # type: ignore[arg-type]
+    if name is None:
+        return
+    with pytest.raises(ValueError, match="'trimmed', 'untrimmed'"):
+        SynthActors(root=str(tmp_path / "ds"), preset=name)  # at construction
+    with pytest.raises(SystemExit):
+        main(["--out", str(tmp_path / "cli"), "--preset", name, "--no-progress"])
+    assert "valid presets are 'trimmed', 'untrimmed'" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []  # nothing generated
+
+
+def test_gt_statistics_by_hand():
+    def tube(frames):
+        f = np.asarray(frames, np.int64)
+        return GTTube(0, f, np.tile(np.array([[0, 0, 10, 30]], np.float32), (len(f), 1)))
+
+    videos = {
+        "a": VideoInfo(10, [0], [tube(range(10))], width=40, height=60),  # coverage 1
+        "b": VideoInfo(10, [0], [tube(range(0, 4)), tube(range(2, 6))], width=40, height=60),
+        "c": VideoInfo(20, [], [], width=40, height=60),  # no GT: coverage 0
+    }
+    st = gt_statistics(DatasetIndex(["x"], {"test": list(videos)}, videos))
+    assert st["videos"] == 3 and st["frames_median"] == 10
+    assert st["tubes_per_video"] == 1.0 and st["multi_tube_share"] == pytest.approx(1 / 3)
+    assert st["coverage_median"] == pytest.approx(0.6)  # b: frames 0-5 of 10
+    assert st["coverage_mean"] == pytest.approx(1.6 / 3)
+    assert st["coverage_ge_0.9"] == pytest.approx(1 / 3)
+    assert st["coverage_p10"] == pytest.approx(np.percentile([1.0, 0.6, 0.0], 10))
+    assert st["tube_share_median"] == pytest.approx(0.4)  # 1.0, 0.4, 0.4
+    assert st["box_height_median"] == pytest.approx(0.5)
+
+
+def test_cli_preset_and_compare(tmp_path, capsys):
+    out = tmp_path / "u"
+    args = ["--out", str(out), "--preset", "untrimmed", "--classes", "wave,run"]
+    args += ["--videos-per-class-train", "3", "--videos-per-class-test", "0", "--width", "64"]
+    args += ["--height", "48", "--min-frames", "16", "--max-frames", "16", "--workers", "1"]
+    args += ["--no-progress", "--proposals-per-actor", "2"]
+    assert main(args) == 0
+    meta = json.loads((out / "meta.json").read_text())
+    want = SynthConfig.preset(
+        "untrimmed",
+        classes=("wave", "run"),
+        videos_per_class_train=3,
+        videos_per_class_test=0,
+        width=64,
+        height=48,
+        min_frames=16,
+        max_frames=16,
+        detector=DetectorNoise(proposals_per_actor=2),
+    )
+    assert SynthConfig.from_dict(meta["config"]) == want
+    assert "preset untrimmed" in capsys.readouterr().out
+    assert main(["--compare", f"mine={out}", f"again={out / 'annotations.json'}"]) == 0
+    table = capsys.readouterr().out
+    assert table.startswith("| statistic | mine | again |")
+    assert "| videos | 6 | 6 |" in table and "GT coverage: mean" in table

@@ -51,7 +51,10 @@ class _Task:
 
 
 def _action_stretch(rng: np.random.Generator, cfg: SynthConfig, T: int) -> tuple[int, int]:
-    """First and last frame (inclusive) of a contiguous action covering 40-100 % (config) of T."""
+    """First and last frame (inclusive) of a contiguous action: the whole video with probability
+    ``full_action_prob``, else covering ``U(min_action_frac, max_action_frac)`` of its T frames."""
+    if rng.random() < cfg.full_action_prob:
+        return 0, T - 1
     lo = math.ceil(cfg.min_action_frac * T - 1e-9)
     hi = math.floor(cfg.max_action_frac * T + 1e-9)
     n = int(np.clip(round(rng.uniform(cfg.min_action_frac, cfg.max_action_frac) * T), lo, hi))
@@ -86,6 +89,9 @@ def _make_video(task: _Task) -> dict[str, Any]:
     if second:
         c2 = CLASSES.index(others[int(rng.integers(len(others)))])
         actions[1] = (c2, *_action_stretch(rng, cfg, T))
+    for a in range(1 + int(second), n_act):  # co-performers: the same class on their own stretch
+        if rng.random() < cfg.co_performer_prob:
+            actions[a] = (cls_full, *_action_stretch(rng, cfg, T))
     tracks: list[_Track] = []
     for a in range(n_act):
         depth = rng.uniform(0, 1)  # 0 far .. 1 near
