@@ -73,6 +73,7 @@ bench: $(STAMP) ## benchmarks (figures printed, never asserted)
 	$(PY) bench/bench_stil_solver.py --threads 1
 	$(PY) bench/bench_detector.py
 	$(PY) bench/bench_hog.py
+	$(PY) bench/bench_synthactors.py
 	$(PY) bench/bench_trainer_throughput.py --steps 10
 
 clean: ## remove generated data, run folders and caches (keeps .venv)

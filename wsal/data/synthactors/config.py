@@ -35,7 +35,7 @@ SCENES: tuple[str, ...] = ("meadow", "stripes", "checker", "sand", "diagonal", "
 @dataclass
 class DetectorNoise:
     """Noise model of the simulated class-agnostic actor detector, which stands for a real person
-    detector's output *before* score thresholding (STIL §5.1 links ~300 boxes per frame).
+    detector's output *before* score thresholding (what STIL links: every box of a frame).
 
     Deformation ``d`` in [0, 1] of a pose is ``max(d_rot, d_comp)`` where ``d_rot = (1 - cos φ) / 2``
     for the tilt φ of the torso from upright (0 upright, 0.5 horizontal, 1 upside down) and
