@@ -32,9 +32,10 @@ demo-real: $(STAMP) ## real clips, no downloads: track a head (carphone), HOG + 
 	$(PY) -m wsal.app.real_footage demo --out outputs/real
 
 proposals: $(STAMP) ## proposal recall of temporal_prim, viterbi, actor on SynthActors, untrimmed + trimmed (CPU ~25 min)
-	$(PY) -m wsal.app.study --out reports/proposals --threads 1 $(ARGS)
+	$(PY) -m wsal.app.study --out reports/proposals --data data/synthactors_untrimmed \
+		--synth preset=untrimmed --threads 1 $(ARGS)
 	$(PY) -m wsal.app.study --out reports/proposals_trimmed --data data/synthactors_trimmed \
-		--synth min_action_frac=1.0 --threads 1 $(ARGS)
+		--synth preset=trimmed --threads 1 $(ARGS)
 
 stil: $(STAMP) ## train and evaluate STIL on SynthActors (hoghof features, CPU)
 	$(PY) train.py method=stil $(ARGS)
@@ -72,6 +73,7 @@ bench: $(STAMP) ## benchmarks (figures printed, never asserted)
 	$(PY) bench/bench_stil_solver.py --threads 1
 	$(PY) bench/bench_detector.py
 	$(PY) bench/bench_hog.py
+	$(PY) bench/bench_synthactors.py
 	$(PY) bench/bench_trainer_throughput.py --steps 10
 
 clean: ## remove generated data, run folders and caches (keeps .venv)

@@ -17,7 +17,7 @@ with the flags as overrides; the actor linker without ``--tracker`` gets the def
 (trained once on ``--tracker-data``, default the config's SynthActors).
 
 Datasets: a SynthActors root (generated on first use with the given ``--synth key=value``
-overrides, e.g. ``min_action_frac=1.0`` for trimmed videos) or any annotated dataset with its
+overrides, e.g. ``preset=untrimmed`` for the UCF101-24 regime) or any annotated dataset with its
 detections file (``--annotations A --detections D [--root R]``).
 """
 
@@ -176,7 +176,7 @@ def _parser() -> argparse.ArgumentParser:
         nargs="*",
         default=[],
         metavar="KEY=VALUE",
-        help="SynthConfig overrides, e.g. min_action_frac=1.0 (trimmed videos)",
+        help="SynthActors preset and SynthConfig overrides, e.g. preset=untrimmed seed=1",
     )
     p.add_argument("--annotations", help="any annotation file instead of SynthActors")
     p.add_argument("--root", help="video root of --annotations")

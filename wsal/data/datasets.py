@@ -172,8 +172,12 @@ def _file_key(*paths: Path | None, extra: object = None) -> str:
 class SynthActors:
     """The embedded benchmark, generated under ``root`` on first use (DESIGN §5).
 
-    Arguments are :class:`wsal.data.synthactors.SynthConfig` fields; the folder is regenerated when
-    they change (its ``meta.json`` holds their hash).
+    ``preset`` names the regime (``trimmed`` like UCF Sports, ``untrimmed`` like UCF101-24:
+    :data:`wsal.data.synthactors.PRESETS`; ``None`` = the plain :class:`SynthConfig` defaults,
+    which are ``trimmed``); the other keyword arguments are
+    :class:`wsal.data.synthactors.SynthConfig` fields applied on top. The config is built and
+    checked here (a bad preset name or field fails before anything is generated); the folder is
+    regenerated when it changes (its ``meta.json`` holds its hash).
     """
 
     name = "synthactors"
@@ -185,15 +189,22 @@ class SynthActors:
         root: str = "data/synthactors",
         workers: int = 2,
         progress: bool = True,
+        preset: str | None = None,
         **config: object,
     ) -> None:
         self.root = Path(root)
         self.workers = workers
         self.progress = progress
+        self.preset = preset
         self.config = config
+        self.synth_config = (
+            SynthConfig(**config)  # type: ignore[arg-type]
+            if preset is None
+            else SynthConfig.preset(preset, **config)
+        )
 
     def prepare(self) -> PreparedDataset:
-        cfg = SynthConfig(**self.config)  # type: ignore[arg-type]
+        cfg = self.synth_config
         root = ensure_synthactors(self.root, cfg, workers=self.workers, progress=self.progress)
         meta = json.loads((root / "meta.json").read_text())
         key = hashlib.sha1(

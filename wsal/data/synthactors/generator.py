@@ -12,6 +12,7 @@ import shutil
 import sys
 import tempfile
 import time
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,7 +51,10 @@ class _Task:
 
 
 def _action_stretch(rng: np.random.Generator, cfg: SynthConfig, T: int) -> tuple[int, int]:
-    """First and last frame (inclusive) of a contiguous action covering 40-100 % (config) of T."""
+    """First and last frame (inclusive) of a contiguous action: the whole video with probability
+    ``full_action_prob``, else covering ``U(min_action_frac, max_action_frac)`` of its T frames."""
+    if rng.random() < cfg.full_action_prob:
+        return 0, T - 1
     lo = math.ceil(cfg.min_action_frac * T - 1e-9)
     hi = math.floor(cfg.max_action_frac * T + 1e-9)
     n = int(np.clip(round(rng.uniform(cfg.min_action_frac, cfg.max_action_frac) * T), lo, hi))
@@ -85,6 +89,9 @@ def _make_video(task: _Task) -> dict[str, Any]:
     if second:
         c2 = CLASSES.index(others[int(rng.integers(len(others)))])
         actions[1] = (c2, *_action_stretch(rng, cfg, T))
+    for a in range(1 + int(second), n_act):  # co-performers: the same class on their own stretch
+        if rng.random() < cfg.co_performer_prob:
+            actions[a] = (cls_full, *_action_stretch(rng, cfg, T))
     tracks: list[_Track] = []
     for a in range(n_act):
         depth = rng.uniform(0, 1)  # 0 far .. 1 near
@@ -119,18 +126,18 @@ def _make_video(task: _Task) -> dict[str, Any]:
         tubes.append((CLASSES[c], fr, box, pts))
 
     hidden = _hidden_fraction(tracks, order, T)
-    dframe, dboxes, dscores = _simulate_detector(
-        det_rng, tracks, hidden, _texture_cdf(bg), W, H, T, cfg.detector
-    )
+    det = _simulate_detector(det_rng, tracks, hidden, _texture_cdf(bg), W, H, T, cfg.detector)
     return {
         "video": task.video,
         "path": task.path,
         "nframes": T,
         "tubes": tubes,
         "scene": SCENES[scene],
-        "frame": dframe,
-        "boxes": dboxes,
-        "scores": dscores,
+        "frame": det.frame,
+        "boxes": det.boxes,
+        "scores": det.scores,
+        "actor_frames": det.actor_frames,
+        "true_misses": det.true_misses,
     }
 
 
@@ -196,6 +203,11 @@ def generate(
             "config_hash": config_hash(cfg),
             "config": cfg.to_dict(),
             "scenes": {r["video"]: r["scene"] for r in results},
+            # what only the simulation knows: (actor, frame) pairs and those without any box
+            "detector_sim": {
+                "actor_frames": sum(r["actor_frames"] for r in results),
+                "true_misses": sum(r["true_misses"] for r in results),
+            },
         }
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
         st = stats(tmp)
@@ -258,16 +270,30 @@ def _write_dataset(
         splits[t.split].append(t.video)
     write_wsal_json(DatasetIndex(labels, splits, videos, root), root / "annotations.json")
     counts = [len(r["frame"]) for r in results]
-    # Plain np.savez: the whole folder is renamed into place at the end, which is what makes the
-    # dataset atomic (and keeps torch, which wsal.structures.atomic_savez pulls in, out of here).
-    with open(root / "detections.npz", "wb") as fh:
-        np.savez(
-            fh,
-            video=np.repeat(np.array([t.video for t in tasks], dtype=str), counts),  # str[N]
-            frame=np.concatenate([r["frame"] for r in results]).astype(np.int64),  # [N]
-            boxes=np.concatenate([r["boxes"] for r in results]).astype(np.float32).reshape(-1, 4),
-            scores=np.concatenate([r["scores"] for r in results]).astype(np.float32),  # [N]
-        )
+    _savez_fixed(
+        root / "detections.npz",
+        video=np.repeat(np.array([t.video for t in tasks], dtype=str), counts),  # str[N]
+        frame=np.concatenate([r["frame"] for r in results]).astype(np.int64),  # [N]
+        boxes=np.concatenate([r["boxes"] for r in results]).astype(np.float32).reshape(-1, 4),
+        scores=np.concatenate([r["scores"] for r in results]).astype(np.float32),  # [N]
+    )
+
+
+def _savez_fixed(path: Path, **arrays: np.ndarray) -> None:
+    """``np.savez_compressed`` with a fixed timestamp on every member, so that the same arrays
+    give the same bytes (np.savez stamps the current time).
+
+    Compressed: the repeated video ids shrink to nothing and the file to about a seventh;
+    ``np.load`` reads it like any ``.npz``. Not an atomic writer: the whole dataset folder is renamed
+    into place at the end, which is what makes the dataset atomic (and keeps torch, which
+    ``wsal.structures.atomic_savez`` pulls in, out of the generator's workers).
+    """
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name, value in arrays.items():
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            with zf.open(info, "w", force_zip64=True) as fh:
+                np.lib.format.write_array(fh, np.asanyarray(value), allow_pickle=False)
 
 
 def _publish(tmp: Path, out: Path) -> None:
