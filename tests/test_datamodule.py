@@ -18,10 +18,10 @@ from wsal.data.datamodule import (
     ActorTubeDataModule,
     TubeBatch,
     collate_tube_batch,
-    denormalize_frames,
     gt_tube_index,
     stratified_holdout,
 )
+from wsal.data.transforms import denormalize_frames
 from wsal.data.video import VideoReader, sample_segment_indices
 from wsal.detection.backends import StoredDetections
 from wsal.linking.cache import link_cached

@@ -453,7 +453,7 @@ def test_video_descriptors_cached(dataset, monkeypatch):
 
 # ------------------------------------------------------------------------------------------ CNN
 def test_cnn_matches_a_direct_roi_align_on_one_frame():
-    from wsal.data.datamodule import normalize_frames
+    from wsal.data.transforms import normalize_frames
     from wsal.features import CNNExtractor
     from wsal.nets.encoders import build_encoder
 

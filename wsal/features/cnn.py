@@ -50,6 +50,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 from torchvision.ops import roi_align
 
+from wsal.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from wsal.features.store import (
     VideoJob,
     job_frame_ids,
@@ -57,13 +58,7 @@ from wsal.features.store import (
     prepare_boxes,
     write_chunk,
 )
-from wsal.nets.encoders import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    Encoder,
-    build_encoder,
-    load_backbone_state,
-)
+from wsal.nets.encoders import Encoder, build_encoder, load_backbone_state
 from wsal.structures import Detections
 
 __all__ = ["CNNExtractor", "load_checkpoint_encoder", "pool_boxes", "POOLINGS"]

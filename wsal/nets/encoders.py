@@ -32,10 +32,10 @@ import torchvision
 from torch import Tensor, nn
 from torchvision.ops import FrozenBatchNorm2d
 
+from wsal.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+
 __all__ = [
     "ENCODERS",
-    "IMAGENET_MEAN",
-    "IMAGENET_STD",
     "PRETRAINED_ENCODERS",
     "Encoder",
     "LiteInput",
@@ -47,11 +47,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 ENCODERS = ("small", "vgg16", "resnet18", "resnet50")
-
-#: ImageNet RGB mean and std (of pixels scaled to [0, 1]): the statistics pretrained encoders expect,
-#: the one copy in wsal (the data transforms and the feature extractor normalise with it).
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 # Output channels after each stage: VGG16 conv stages 1-5, ResNet layer1-4.
 _VGG16_CHANNELS = (64, 128, 256, 512, 512)
