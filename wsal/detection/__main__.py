@@ -4,7 +4,7 @@ Examples::
 
     # people in the embedded benchmark, random init (no weights needed; for trying things out)
     python -m wsal.detection --synthactors data/synthactors --weights none --device cpu \\
-        --model fasterrcnn_mobilenet_v3_large_320_fpn --out /tmp/dets.npz
+        --model fasterrcnn_mobilenet_v3_large_320_fpn --out data/dets.npz
     # a real person detector on 4 GPUs (weights from $TORCH_HOME/hub/checkpoints)
     python -m wsal.detection --annotations data/ucf101-24/annotations.json \\
         --root data/ucf101-24 --out data/ucf101-24/frcnn_person.npz --devices 4 --strategy ddp
