@@ -118,3 +118,14 @@ def test_evaluate_reports_top1_and_bounds():
     )
     assert res["top1"] == res["bounds"]["prior"]["top1"] == 0.5
     assert res["video_mAP"]["0.5"] == res["bounds"]["prior"]["video_mAP"]["0.5"]
+
+
+def test_tube_length_stats_by_hand():
+    from wsal.evaluation.results import tube_length_stats
+
+    index, tubes = two_videos()  # 5-frame videos; tubes span 5, 5 and 1 frames
+    prior = true_class_detections(index, ["v1", "v2"], tubes)
+    st = tube_length_stats(index, prior)
+    assert st["median"] == 5 and st["mean"] == (5 + 5 + 1) / 3 and st["median_fraction"] == 1.0
+    assert st["p10"] == 1 and st["p90"] == 5
+    assert np.isnan(tube_length_stats(index, TubeDetections.empty())["median"])

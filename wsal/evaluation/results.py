@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from rich.console import Console
 from rich.table import Table
 
@@ -22,7 +23,7 @@ from wsal.evaluation.protocol import (
 )
 from wsal.structures import TubeDetections
 
-__all__ = ["TOP1_IOU", "EvaluationSpec", "evaluate", "print_summary"]
+__all__ = ["TOP1_IOU", "EvaluationSpec", "evaluate", "print_summary", "tube_length_stats"]
 
 #: st-IoU at which a video's top tube counts as on the performer (the top-1 rate)
 TOP1_IOU = 0.5
@@ -71,11 +72,31 @@ def evaluate(
         "proposal_recall": {f"{t:g}": [float(x) for x in r] for t, r in recall.items()},
         "video_accuracy": video_classification_accuracy(gt, results),
         "top1": top1_rate(gt, results, TOP1_IOU, spec.protocol),
+        "tube_length": tube_length_stats(index, results),
         "eval_seconds": vap.seconds,
     }
     if prior is not None:
         out["bounds"] = bounds(gt, prior, spec.iou, spec.protocol, spec.nms, top1_iou=TOP1_IOU)
     return out
+
+
+def tube_length_stats(index: DatasetIndex, dets: TubeDetections) -> dict[str, float]:
+    """Lengths of the detected tubes (first to last frame, inclusive) in frames and as a fraction
+    of their video: median, mean, 10th and 90th percentile (NaN without detections). A method whose
+    tubes are a frame or two long cannot reach st-IoU 0.5 on trimmed videos."""
+    if len(dets) == 0:
+        return {k: float("nan") for k in ("median", "mean", "p10", "p90", "median_fraction")}
+    first = dets.rows[dets.offsets[:-1], 0]
+    last = dets.rows[dets.offsets[1:] - 1, 0]
+    n = last - first + 1  # [N] frames spanned
+    nframes = np.array([index.videos[str(v)].nframes for v in dets.video], np.float64)
+    return {
+        "median": float(np.median(n)),
+        "mean": float(n.mean()),
+        "p10": float(np.percentile(n, 10)),
+        "p90": float(np.percentile(n, 90)),
+        "median_fraction": float(np.median(n / nframes)),
+    }
 
 
 def print_summary(res: dict[str, Any], title: str) -> None:
@@ -115,4 +136,10 @@ def print_summary(res: dict[str, Any], title: str) -> None:
                 f"proposal recall@{t} (1 / all {len(r)} tubes)", f"{r[0]:.3f} / {r[-1]:.3f}"
             )
     table.add_row("video accuracy (top tube's class)", f"{res['video_accuracy']:.3f}")
+    tl = res.get("tube_length")
+    if tl and np.isfinite(tl["median"]):
+        table.add_row(
+            "detected tube length, median (frames / of video)",
+            f"{tl['median']:g} / {tl['median_fraction']:.2f}",
+        )
     Console().print(table)
