@@ -269,6 +269,13 @@ class DetectorModule(pl.LightningModule):
         boxes = torch.cat([o["boxes"] for o in outs]).float()  # [n, 4]
         scores = torch.cat([o["scores"] for o in outs]).float()  # [n]
         labels = torch.cat([o["labels"] for o in outs]).long()  # [n]
+        return self.keep(frame, boxes, scores, labels)
+
+    def keep(
+        self, frame: Tensor, boxes: Tensor, scores: Tensor, labels: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """The boxes this module keeps (actors of interest, score threshold, per-frame NMS and
+        cap: :func:`filter_detections` with the module's settings)."""
         return filter_detections(
             frame,
             boxes,
@@ -331,16 +338,7 @@ class HogDetectorModule(DetectorModule):
             np.concatenate([s for _, s in found]) if found else np.zeros(0, np.float32)
         )  # [N]
         labels = torch.full_like(frame, PERSON_LABEL)  # [N]
-        return filter_detections(
-            frame,
-            boxes,
-            scores,
-            labels,
-            self.keep_labels,
-            self.score_thresh,
-            self.nms_iou,
-            self.max_per_frame,
-        )
+        return self.keep(frame, boxes, scores, labels)
 
 
 class ShardWriter(BasePredictionWriter):
