@@ -483,8 +483,9 @@ class ActorTubeDataModule(pl.LightningDataModule):
             raise ValueError(f"video {video!r} ({split} split) has no label; training needs one")
         return labels
 
-    def _build(self, name: str) -> ActorTubeDataset:
-        """The dataset of ``train``, ``val`` or ``test`` (also used for predict)."""
+    def _build(self, name: str, augment: bool | None = None) -> ActorTubeDataset:
+        """The dataset of ``train``, ``val`` or ``test`` (also used for predict); ``augment``
+        (default: ``name == "train"``) draws random frames and flips and drops tubeless videos."""
         assert self.index is not None
         videos = self.split_videos(name)
         records = []
@@ -512,7 +513,7 @@ class ActorTubeDataModule(pl.LightningDataModule):
                     gt_tube=self.gt_tube[v],
                 )
             )
-        train = name == "train"
+        train = name == "train" if augment is None else augment
         if train:
             empty = [r.video for r in records if not r.valid.any()]
             if empty:
@@ -600,3 +601,17 @@ class ActorTubeDataModule(pl.LightningDataModule):
     def predict_dataloader(self) -> DataLoader:
         """Same as :meth:`test_dataloader` (``video_index`` indexes ``split_videos("predict")``)."""
         return self._loader("test")
+
+    def fixed_dataloader(self, name: str) -> DataLoader:
+        """``train``, ``val`` or ``test`` with centre frames, no flip, split order and every video
+        (tubeless ones masked): the fixed view a frozen encoder's feature cache reads."""
+        if self.index is None:
+            self._load()
+        ds = self._build(name, augment=False)
+        return DataLoader(
+            ds,
+            batch_size=self.batch_size,
+            shuffle=False,
+            num_workers=self.num_workers,
+            collate_fn=functools.partial(collate_tube_batch, videos=self.split_videos(name)),
+        )

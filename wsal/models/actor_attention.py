@@ -21,7 +21,9 @@ from torch import Tensor
 from wsal.nets.actor_attention import ATTENTIONS, ActorAttentionNet, attention_pool
 from wsal.nets.encoders import build_encoder
 
-__all__ = ["ActorAttention"]
+__all__ = ["ActorAttention", "TEST_SCORES"]
+
+TEST_SCORES = ("softmax", "logit", "video")
 
 
 class ActorAttention(pl.LightningModule):
@@ -40,6 +42,17 @@ class ActorAttention(pl.LightningModule):
             encoder trained from scratch on a CPU budget converges in far fewer steps with it).
         lr, momentum, weight_decay, lr_step, lr_gamma: the weight decay applies to the classifier
             only (paper); the learning rate is multiplied by ``lr_gamma`` every ``lr_step`` epochs.
+        test_score: a test tube's score for class c: ``softmax`` (the tube's class probability,
+            what the paper's per-tube classifier gives) or ``logit`` (its raw class score, which
+            keeps how strongly the tube shows the class) or ``video``: ``log p(c | video)`` from
+            the attention-pooled video logits (the training objective) plus the tube's logit
+            minus the best tube's of its video — videos are ranked by their class evidence, tubes
+            inside a video by their logit. docs/actor_attention.md compares them.
+        normalize: L2-normalise each tube's pooled features before the classifier.
+
+    A batch carries either clips (``frames``, ``boxes``, ``box_valid``: end to end) or stored
+    tube features (``features [B, K, D]``: a frozen encoder, ``wsal.models.tube_features``);
+    the classifier, attention and loss are the same.
     """
 
     def __init__(
@@ -61,6 +74,8 @@ class ActorAttention(pl.LightningModule):
         weight_decay: float = 1e-4,
         lr_step: int = 5,
         lr_gamma: float = 0.25,
+        test_score: Literal["softmax", "logit", "video"] = "softmax",
+        normalize: bool = False,
     ) -> None:
         super().__init__()
         if attention not in ATTENTIONS:
@@ -69,6 +84,8 @@ class ActorAttention(pl.LightningModule):
             raise ValueError(f"optimizer must be 'sgd' or 'adam', got {optimizer!r}")
         if supervision not in ("weak", "box"):
             raise ValueError(f"supervision must be 'weak' or 'box', got {supervision!r}")
+        if test_score not in TEST_SCORES:
+            raise ValueError(f"test_score must be one of {TEST_SCORES}, got {test_score!r}")
         self.save_hyperparameters()
         enc = build_encoder(
             encoder,
@@ -78,13 +95,19 @@ class ActorAttention(pl.LightningModule):
             trainable=trainable_encoder,
         )
         oh, ow = output_size  # a list when it comes from a config
-        self.net = ActorAttentionNet(enc, num_classes, (int(oh), int(ow)), dropout)
+        self.net = ActorAttentionNet(enc, num_classes, (int(oh), int(ow)), dropout, normalize)
         self.name = "actor_attention"
 
     # ------------------------------------------------------------------------------- inference
     def forward(self, frames: Tensor, boxes: Tensor, box_valid: Tensor) -> Tensor:
         """Tube logits ``[B, K, L]``."""
         return self.net(frames, boxes, box_valid)
+
+    def tube_logits(self, batch: dict[str, Tensor]) -> Tensor:
+        """Tube logits ``[B, K, L]`` of a batch of clips or of stored tube features."""
+        if "features" in batch:
+            return self.net.classify(batch["features"])
+        return self(batch["frames"], batch["boxes"], batch["box_valid"])
 
     def video_logits(self, tube_logits: Tensor, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
         """(video logits ``[B, L]``, mask ``bool[B]`` of videos that carry a training signal)."""
@@ -101,7 +124,7 @@ class ActorAttention(pl.LightningModule):
 
     # -------------------------------------------------------------------------------- training
     def _step(self, batch: dict[str, Tensor], split: str) -> Tensor:
-        tube_logits = self(batch["frames"], batch["boxes"], batch["box_valid"])  # [B, K, L]
+        tube_logits = self.tube_logits(batch)  # [B, K, L]
         logits, ok = self.video_logits(tube_logits, batch)  # [B, L], [B]
         if ok.any():
             loss = F.cross_entropy(logits[ok].float(), batch["label"][ok])
@@ -133,11 +156,22 @@ class ActorAttention(pl.LightningModule):
 
     # ----------------------------------------------------------------------------- prediction
     def predict_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Tensor]:
-        """Per-tube class probabilities (softmax over classes of each tube's logits)."""
-        tube_logits = self(batch["frames"], batch["boxes"], batch["box_valid"])  # [B, K, L]
+        """Per-tube class scores ``[B, K, L]``: ``test_score`` of each tube's logits."""
+        tube_logits = self.tube_logits(batch).float()  # [B, K, L]
+        mode = self.hparams["test_score"]
+        if mode == "softmax":
+            scores = tube_logits.softmax(dim=2)
+        elif mode == "logit":
+            scores = tube_logits
+        else:  # the video's class evidence + the tube's logit relative to its video's best tube
+            mask = batch["tube_mask"].bool()  # [B, K]
+            video = attention_pool(tube_logits, mask, self.hparams["attention"], self.hparams["k"])
+            masked = tube_logits.masked_fill(~mask[:, :, None], float("-inf"))
+            best = masked.amax(dim=1, keepdim=True).clamp_min(-1e30)  # [B, 1, L]
+            scores = video.log_softmax(dim=1)[:, None, :] + (tube_logits - best)
         return {
             "video_index": batch["video_index"].cpu(),
-            "tube_scores": tube_logits.float().softmax(dim=2).cpu(),  # [B, K, L]
+            "tube_scores": scores.cpu(),  # [B, K, L]
             "tube_mask": batch["tube_mask"].cpu(),
         }
 

@@ -38,6 +38,7 @@ from wsal.linking.base import Linker, link
 from wsal.models.actor_attention import ActorAttention
 from wsal.models.stil import STIL
 from wsal.models.stil_data import STILDataModule, build_stil_data, selection_quality
+from wsal.models.tube_features import TubeFeatureDataModule, cached_tube_features
 from wsal.structures import Detections, TubeDetections, Tubes
 from wsal.supervision import SupervisionSpec, annotation_cost, supervision_scores
 
@@ -203,16 +204,33 @@ class ActorAttentionMethod:
     ``data`` config group), Lightning ``fit`` on the train split, per-tube class scores of the
     test split from ``predict``.
 
-    ``settings``: the :class:`wsal.models.actor_attention.ActorAttention` arguments except
-    ``num_classes`` (known once the dataset is read).
+    Args:
+        cache_features: with a frozen encoder (``trainable_encoder: false``), compute each
+            video's tube features once (centre frames, no flip), cache them beside the tubes and
+            train only the classifier on them (:mod:`wsal.models.tube_features`): the same
+            objective as the frozen network end to end, one encoder pass per video instead of
+            one per video and epoch. The CPU default; end-to-end fine-tuning is the paper's (GPU).
+        feature_batch_size: videos per batch when training on cached features.
+        settings: the :class:`wsal.models.actor_attention.ActorAttention` arguments except
+            ``num_classes`` (known once the dataset is read).
     """
 
     name = "actor_attention"
 
-    def __init__(self, **settings: Any) -> None:
+    def __init__(
+        self, cache_features: bool = False, feature_batch_size: int = 16, **settings: Any
+    ) -> None:
+        if cache_features and settings.get("trainable_encoder", True):
+            raise ValueError(
+                "method.cache_features=true needs a frozen encoder: set "
+                "method.trainable_encoder=false (or cache_features=false to fine-tune end to end)"
+            )
+        self.cache_features = bool(cache_features)
+        self.feature_batch_size = int(feature_batch_size)
         self.settings = settings
         self.model: ActorAttention | None = None
         self._dm: Any = None
+        self._features: dict[str, dict[str, np.ndarray]] = {}
 
     def _datamodule(self, run: RunInputs) -> Any:
         if self._dm is None:
@@ -226,19 +244,54 @@ class ActorAttentionMethod:
         self.model = ActorAttention(num_classes=num_classes, **self.settings)
         return self.model
 
+    def _cached(self, run: RunInputs, name: str) -> dict[str, np.ndarray]:
+        """Stored tube features of the ``train`` / ``val`` / ``test`` videos (computed once)."""
+        if name not in self._features:
+            assert self.model is not None
+            dm = self._datamodule(run)
+            dm.setup("fit" if name != "test" else "predict")
+            videos = dm.split_videos(name)
+            key = {
+                "dataset": run.prepared.cache_key,
+                "detector": run.detector_key,
+                "linker": f"{run.linker.name}-{run.linker.cache_key()}",
+                "encoder": self.settings.get("encoder"),
+                "output_size": list(self.model.net.output_size),
+                "num_frames": dm.num_frames,
+                "num_tubes": dm.num_tubes,
+                "frame_size": dm.frame_size,
+            }
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+            self._features[name] = cached_tube_features(
+                self.model.net, dm.fixed_dataloader(name), videos, run.cache_dir, key, device
+            )
+        return self._features[name]
+
+    def _feature_data(self, run: RunInputs, test: bool) -> TubeFeatureDataModule:
+        val = self._cached(run, "val") if self._datamodule(run).split_videos("val") else None
+        return TubeFeatureDataModule(
+            self._cached(run, "train") if not test else {},
+            None if test else val,
+            self._cached(run, "test") if test else None,
+            self.feature_batch_size,
+        )
+
     def fit(self, run: RunInputs) -> dict[str, Any] | None:
         dm = self._datamodule(run)
         dm.setup("fit")
         model = self._build(len(dm.label_names))
+        t = time.perf_counter()
+        data = self._feature_data(run, test=False) if self.cache_features else dm
+        timings = {"tube_features_s": time.perf_counter() - t} if self.cache_features else {}
         trainer = run.fit_trainer()
         t = time.perf_counter()
-        trainer.fit(model, datamodule=dm, ckpt_path=run.resume_from)
+        trainer.fit(model, datamodule=data, ckpt_path=run.resume_from)
         if trainer.global_rank != 0:  # rank 0 predicts and reports
             return None
         return {
             "epochs": trainer.current_epoch,
             "num_train_videos": len(dm.split_videos("fit")),
-            "timings": {"train_s": time.perf_counter() - t},
+            "timings": {**timings, "train_s": time.perf_counter() - t},
         }
 
     def load(self, run: RunInputs, checkpoint: str | os.PathLike) -> dict[str, Any]:
@@ -252,7 +305,11 @@ class ActorAttentionMethod:
             raise RuntimeError("actor attention: fit or load before predict")
         dm = self._datamodule(run)
         dm.setup("predict")
-        preds = run.predict_trainer().predict(self.model, dataloaders=dm.predict_dataloader())
+        if self.cache_features:
+            loader = self._feature_data(run, test=True).predict_dataloader()
+        else:
+            loader = dm.predict_dataloader()
+        preds = run.predict_trainer().predict(self.model, dataloaders=loader)
         batches: list[Mapping[str, Any]] = list(preds or [])  # type: ignore[arg-type]
         return tube_scores_to_detections(dm.split_videos("predict"), dm.tubes, batches)
 
@@ -424,5 +481,7 @@ class STILMethod:
         all_dets, feats = self._inputs(run)
         test = run.videos(run.test_split)
         return self.model.predict_tubes(
-            {v: np.asarray(feats[v]) for v in test}, {v: all_dets[v] for v in test}
+            {v: np.asarray(feats[v]) for v in test},
+            {v: all_dets[v] for v in test},
+            proposals={v: run.tubes[v] for v in test if v in run.tubes},
         )

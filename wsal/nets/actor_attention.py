@@ -55,7 +55,8 @@ class ActorAttentionNet(nn.Module):
     """Encoder + actor-of-interest pooling + a linear classifier per tube.
 
     ``forward(frames [B, T, 3, H, W], boxes [B, K, T, 4] xyxy input pixels, box_valid bool[B, K, T])
-    -> tube logits [B, K, L]``.
+    -> tube logits [B, K, L]`` = ``classify(tube_features(...))``; ``normalize`` L2-normalises
+    each tube's features before the classifier.
     """
 
     def __init__(
@@ -64,9 +65,11 @@ class ActorAttentionNet(nn.Module):
         num_classes: int,
         output_size: tuple[int, int] = (5, 5),
         dropout: float = 0.0,
+        normalize: bool = False,
     ) -> None:
         super().__init__()
         self.encoder = encoder
+        self.normalize = bool(normalize)
         self.output_size = (int(output_size[0]), int(output_size[1]))
         in_features = encoder.out_channels * self.output_size[0] * self.output_size[1]
         self.dropout = nn.Dropout(dropout)
@@ -83,6 +86,12 @@ class ActorAttentionNet(nn.Module):
         )  # [B, K, C, X, Y]
         return pooled.flatten(2)  # [B, K, C*X*Y]
 
-    def forward(self, frames: Tensor, boxes: Tensor, box_valid: Tensor) -> Tensor:
-        feats = self.tube_features(frames, boxes, box_valid)  # [B, K, D]
+    def classify(self, feats: Tensor) -> Tensor:
+        """Tube logits ``[B, K, L]`` from pooled tube features ``[B, K, D]`` (L2-normalised first
+        when ``normalize``: frozen ImageNet maps vary in scale between tubes and videos)."""
+        if self.normalize:
+            feats = torch.nn.functional.normalize(feats, dim=-1)
         return self.classifier(self.dropout(feats))  # [B, K, L]
+
+    def forward(self, frames: Tensor, boxes: Tensor, box_valid: Tensor) -> Tensor:
+        return self.classify(self.tube_features(frames, boxes, box_valid))  # [B, K, L]
