@@ -495,3 +495,43 @@ def test_selection_quality_by_hand():
     sel[0, 1] = True  # class 1 has no GT tube in this video
     q = selection_quality(["v"], np.zeros(3, np.int64), frame, boxes, sel, index)
     assert q == {"precision": 0.25, "videos_hit": 0.5, "boxes": 4.0}
+
+
+def test_score_proposals_by_hand():
+    from wsal.models.stil import STIL, score_proposals
+
+    # 4 boxes on 3 frames; tube 0 = box 0, a tracker box (-1), box 3; tube 1 = boxes 1 and 2;
+    # tube 2 has no detector box (cannot be scored)
+    dets = Detections(
+        np.array([0, 0, 1, 2]),
+        np.array([[0, 0, 10, 10], [20, 0, 30, 10], [21, 0, 31, 10], [1, 0, 11, 10]], np.float32),
+        np.ones(4, np.float32),
+        3,
+    )
+    feats = np.array([[1, 0], [0, 1], [1, 1], [3, 0]], np.float32)  # unnormalised
+    W = np.array([[1.0, 0.0], [0.0, 2.0]], np.float32)  # class 0 reads x, class 1 reads 2y
+    b = np.array([0.5, -1.0], np.float32)
+    boxes = np.zeros((3, 3, 4), np.float32)
+    valid = np.array([[1, 1, 1], [1, 1, 0], [0, 1, 1]], bool)
+    bidx = np.array([[0, -1, 3], [1, 2, -1], [-1, -1, -1]])
+    tubes = Tubes(boxes, valid, bidx, np.zeros(3))
+    got = score_proposals(W, b, {"v": feats}, {"v": dets}, {"v": tubes}, normalize=False)
+    # tube 0: boxes 0 and 3 -> class 0: mean(1.5, 3.5) = 2.5, class 1: mean(-1, -1) = -1
+    # tube 1: boxes 1 and 2 -> class 0: mean(0.5, 1.5) = 1.0, class 1: mean(1, 1) = 1
+    assert len(got) == 4  # 2 scorable tubes x 2 classes
+    by = {(int(lab), i % 2): s for i, (lab, s) in enumerate(zip(got.label, got.score))}
+    np.testing.assert_allclose([by[(0, 0)], by[(0, 1)], by[(1, 0)], by[(1, 1)]], [2.5, 1.0, -1, 1])
+    assert got.lengths().tolist() == [3, 2, 3, 2]  # whole tubes, tracker boxes included
+    # normalised features: box 3 = (1, 0) like box 0
+    norm = score_proposals(W, b, {"v": feats}, {"v": dets}, {"v": tubes}, normalize=True)
+    np.testing.assert_allclose(norm.score[0], 1.5)
+    # through the model: the option routes, and the proposals are required
+    model = STIL(2, test_tubes="proposals", normalize=False, feature_dim=2, folds=1)
+    model.models_weight[-1] = torch.from_numpy(W)
+    model.models_bias[-1] = torch.from_numpy(b)
+    via = model.predict_tubes({"v": feats}, {"v": dets}, proposals={"v": tubes})
+    np.testing.assert_allclose(via.score, got.score)
+    with pytest.raises(ValueError, match="proposals"):
+        model.predict_tubes({"v": feats}, {"v": dets})
+    with pytest.raises(ValueError, match="test_tubes"):
+        STIL(2, test_tubes="all")

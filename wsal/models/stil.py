@@ -65,10 +65,12 @@ from tqdm import tqdm
 from wsal.linking.temporal_prim import temporal_prim_batch
 from wsal.models.hinge import LOSSES, fit_linear_hinge
 from wsal.models.stil_data import STILData, assign_folds, check_features, l2_normalize
-from wsal.structures import Detections, TubeDetections
+from wsal.structures import Detections, TubeDetections, Tubes
 from wsal.tube_ops import box_iou_paired
 
 __all__ = [
+    "TEST_TUBES",
+    "score_proposals",
     "SELECTIONS",
     "STIL",
     "Selection",
@@ -83,6 +85,7 @@ SELECTIONS = ("stil", "stil_noprim", "mil", "gmil")
 _NEGATIVES = ("all", "selected")
 _INITS = ("prior", "random")
 _CLASS_WEIGHTS = (None, "balanced")
+TEST_TUBES = ("link", "proposals")
 
 
 # ---------------------------------------------------------------------------------- E-step parts
@@ -392,6 +395,49 @@ def predict_tubes(
     return TubeDetections.concat(parts)
 
 
+def score_proposals(
+    W: Tensor | np.ndarray,
+    b: Tensor | np.ndarray,
+    features: Mapping[str, np.ndarray],
+    dets: Mapping[str, Detections],
+    tubes: Mapping[str, Tubes],
+    normalize: bool = True,
+) -> TubeDetections:
+    """Score given tubes instead of linking new ones: each tube of ``tubes[v]`` (e.g. the Temporal
+    Prim proposals on the detector's priors) gets, for every class, the mean score of its boxes
+    (``box_index >= 0``; tracker-made boxes have no features and are skipped). A tube with no
+    detector box cannot be scored and is left out. Returns one detection per (tube, class),
+    spanning the whole tube. Same feature checks as :func:`predict_tubes`."""
+    W = torch.as_tensor(W).float()
+    b = torch.as_tensor(b).float()
+    L, D = W.shape
+    parts = []
+    for v in dets:
+        if v not in features:
+            raise ValueError(f"video {v!r} has detections but no features")
+        t = tubes.get(v)
+        if t is None or t.num_tubes == 0 or len(dets[v]) == 0:
+            continue
+        f = check_features(v, features[v], len(dets[v]), D)
+        f = l2_normalize(f) if normalize else f
+        S = (torch.from_numpy(f) @ W.T + b).numpy()  # [N_v, L]
+        bi = t.box_index  # [K, F]
+        ok = bi >= 0
+        n = ok.sum(axis=1)  # [K]
+        sums = np.zeros((t.num_tubes, L))
+        np.add.at(sums, np.nonzero(ok)[0], S[bi[ok]])
+        keep = np.nonzero(n > 0)[0]
+        if keep.size == 0:
+            continue
+        mean = sums[keep] / n[keep, None]  # [K', L]
+        sub = t.select(keep)
+        for c in range(L):
+            parts.append(
+                TubeDetections.from_tubes(v, sub, labels=np.full(keep.size, c), scores=mean[:, c])
+            )
+    return TubeDetections.concat(parts)
+
+
 # ------------------------------------------------------------------------------------ the system
 class STIL(pl.LightningModule):
     """STIL training system: EM over latent subtubes with a batched linear max-margin M-step.
@@ -426,6 +472,9 @@ class STIL(pl.LightningModule):
             paper; without it, a few hundred positives against ~30k negatives per class drive
             almost every test box score below 0, and §3.4's linking (boxes > 0) yields 1-2 frame
             tubes (docs/stil.md, "SynthActors").
+        test_tubes: "link" (§3.4: Temporal Prim on the boxes' model scores, boxes > 0 only) or
+            "proposals" (score the prior-linked proposals, each by its boxes' mean model score;
+            not in the paper: whole tubes instead of the runs of positive boxes, see docs/stil.md).
 
     Use: ``trainer.fit(STIL(L), datamodule=STILDataModule(data))`` with ``max_epochs >=
     em_epochs``, or without Lightning ``STIL(L).fit_em(data)``; then ``predict_tubes(features,
@@ -459,8 +508,11 @@ class STIL(pl.LightningModule):
         seed: int = 0,
         feature_dim: int | None = None,
         class_weight: str | None = None,
+        test_tubes: str = "link",
     ) -> None:
         super().__init__()
+        if test_tubes not in TEST_TUBES:
+            raise ValueError(f"test_tubes must be one of {TEST_TUBES}, got {test_tubes!r}")
         if selection not in SELECTIONS:
             raise ValueError(f"unknown selection {selection!r}; choose one of {SELECTIONS}")
         if loss not in LOSSES:
@@ -518,9 +570,17 @@ class STIL(pl.LightningModule):
         dets: Mapping[str, Detections],
         num_tubes_per_class: int | None = None,
         progress: bool = False,
+        proposals: Mapping[str, Tubes] | None = None,
     ) -> TubeDetections:
-        """:func:`predict_tubes` with this model's weights and hyperparameters."""
+        """:func:`predict_tubes` with this model's weights and hyperparameters, or with
+        ``test_tubes="proposals"`` :func:`score_proposals` of ``proposals`` (then required)."""
         hp = self.hparams
+        if hp.get("test_tubes", "link") == "proposals":
+            if proposals is None:
+                raise ValueError("test_tubes='proposals' needs the proposals (tubes) to score")
+            return score_proposals(
+                self.weight.detach(), self.bias.detach(), features, dets, proposals, hp["normalize"]
+            )
         return predict_tubes(
             self.weight.detach(),
             self.bias.detach(),
