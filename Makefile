@@ -9,7 +9,7 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo demo-oracle demo-real proposals stil stil-study stil-study-seeds test test-full lint format bench clean
+.PHONY: help install demo results-trimmed demo-oracle demo-real proposals stil stil-study stil-study-seeds test test-full lint format bench clean
 
 help: ## show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
@@ -22,8 +22,14 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## create .venv and install wsal with its dev tools
 
-demo: $(STAMP) ## train actor attention on SynthActors (CPU, ~9 min), evaluate, write results.json + pictures
+demo: $(STAMP) ## actor attention (frozen ImageNet Lite0) on SynthActors (CPU, ~6 min), evaluate, results.json + pictures
 	$(PY) train.py experiment=actor_attention_temporal_prim_synthactors_labels $(ARGS)
+
+results-trimmed: $(STAMP) ## docs/results.md's trimmed table: both methods on SynthActors seeds 0-2, mean +- std (CPU ~1 h)
+	$(PY) train.py -m experiment=actor_attention_temporal_prim_synthactors_labels,stil_temporal_prim_synthactors_labels \
+		'dataset.seed=0,1,2' 'dataset.root=$${paths.data_dir}/synthactors_s$${dataset.seed}' \
+		task_name=results_trimmed hydra.sweep.dir=multirun/results_trimmed $(ARGS)
+	$(PY) -m wsal.report multirun/results_trimmed --out reports/results_trimmed
 
 demo-oracle: $(STAMP) ## localization only: Temporal Prim tubes labelled with the true class (~20 s)
 	$(PY) train.py $(ARGS)
@@ -37,8 +43,8 @@ proposals: $(STAMP) ## proposal recall of temporal_prim, viterbi, actor on Synth
 	$(PY) -m wsal.app.study --out reports/proposals_trimmed --data data/synthactors_trimmed \
 		--synth preset=trimmed --threads 1 $(ARGS)
 
-stil: $(STAMP) ## train and evaluate STIL on SynthActors (hoghof features, CPU)
-	$(PY) train.py method=stil $(ARGS)
+stil: $(STAMP) ## train and evaluate STIL on SynthActors (Lite0 CNN box features, CPU ~20 min)
+	$(PY) train.py experiment=stil_temporal_prim_synthactors_labels $(ARGS)
 
 stil-study: $(STAMP) ## STIL paper study (Table 1, Fig. 5, Fig. 6): one Hydra multirun + its report
 	$(PY) train.py -m 'study=glob(*)' task_name=stil_study hydra.sweep.dir=multirun/stil_study $(ARGS)
@@ -70,6 +76,7 @@ bench: $(STAMP) ## benchmarks (figures printed, never asserted)
 	$(PY) bench/bench_linkers.py
 	$(PY) bench/bench_tracker.py --threads 1
 	$(PY) bench/bench_features.py
+	$(PY) bench/bench_tube_features.py
 	$(PY) bench/bench_stil_solver.py --threads 1
 	$(PY) bench/bench_detector.py
 	$(PY) bench/bench_hog.py

@@ -1,11 +1,13 @@
-"""Evaluate a finished run again: ``python eval.py run_dir=outputs/train/<time> [ckpt=...] [evaluation.protocol=voc]``.
+"""Evaluate a finished run again: ``python eval.py run_dir=outputs/train/<time> [ckpt=...] [evaluation.protocol=voc] [reranking=context]``.
 
 With a checkpoint (``ckpt=auto``, the default: the run's ``checkpoints/best.ckpt``, else its
 ``last.ckpt``; or ``ckpt=PATH``) the run is *rebuilt*: the one route (:func:`wsal.app.route.run`)
 runs on the run's saved ``.hydra/config.yaml`` with the trained method loaded from the
 checkpoint's state dict (``weights_only``) instead of trained; the evaluation split is predicted
 again and ``detections.npz`` (TubeDetections), ``results.json`` and pictures are written into
-``<run_dir>/eval/<time>/``. Without one (methods that do not train, or ``ckpt=null``) the run's
+``<run_dir>/eval/<time>/``; ``reranking=<name>`` reranks the rebuilt run's tube scores with
+``conf/reranking/<name>.yaml`` instead of the run's own reranking (STIL Fig. 5 on one trained
+model). Without one (methods that do not train, or ``ckpt=null``) the run's
 ``detections.npz`` (or ``detections=PATH``) is re-evaluated.
 """
 
@@ -38,7 +40,12 @@ def main(cfg: DictConfig) -> float:
             run_cfg.paths.output_dir = str(out)
             run_cfg.evaluation = cfg.evaluation
             run_cfg.logger = {}
-        res = route.run(run_cfg, fit=False, checkpoint=ckpt, choices=run.choices)
+        choices = dict(run.choices)
+        if cfg.get("reranking") is not None:  # the trained model, reranked another way (Fig. 5)
+            with open_dict(run_cfg):
+                run_cfg.reranking = cfg.reranking
+            choices["reranking"] = HydraConfig.get().runtime.choices.get("reranking")
+        res = route.run(run_cfg, fit=False, checkpoint=ckpt, choices=choices)
         assert res is not None
         res["rebuilt_from"] = {"run_dir": str(run.path), "checkpoint": str(ckpt)}
         log.info("rebuilt %s from %s: %s/results.json", run.path, ckpt, out)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
@@ -14,6 +15,7 @@ from omegaconf import open_dict
 
 from tests.tiny import TINY, TINY_ACTOR_ATTENTION, run_script
 from wsal.app.stages import build_linker
+from wsal.structures import TubeDetections
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
@@ -225,6 +227,17 @@ def test_train_stil_end_to_end_with_context_and_supervision(tmp_path):
     assert feats
     # the EM is checkpointed every round; eval.py rebuilds STIL from it: same test detections
     assert_eval_rebuilds(run, res)
+    # the same trained model reranked another way: the same tubes, other scores
+    out = run_script(
+        "eval.py", f"run_dir={run}", "reranking=none", f"hydra.run.dir={run}/eval_none", timeout=300
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    res3 = json.loads((run / "eval_none" / "results.json").read_text())
+    assert res3["reranking"] == "none" and res3["num_detections"] == res["num_detections"]
+    both = TubeDetections.load(run / "eval" / "detections.npz")
+    plain = TubeDetections.load(run / "eval_none" / "detections.npz")
+    np.testing.assert_array_equal(both.rows, plain.rows)
+    assert not np.allclose(both.score, plain.score)
 
 
 def test_multirun_sweep_over_experiments_with_fast_dev_run(tmp_path):

@@ -90,7 +90,7 @@ def test_short_training_logs_offline_wandb_tensorboard_csv(tmp_path):
         b"method:actor_attention",
         b"linker:temporal_prim",
         b"encoder",  # a key of the resolved config logged as hyperparameters
-        b'"small"',
+        b'"efficientnet_lite0"',  # the demo's encoder
     ):
         assert s in blob, s
     assert "wandb_id" in (run / "run.json").read_text()
