@@ -396,7 +396,8 @@ def read_act_pkl(path: str | os.PathLike, root: str | os.PathLike | None = None)
     File layout: ``labels`` [L names]; ``gttubes`` {video: {label: [float (n, 5) rows
     ``[frame, x1, y1, x2, y2]`` with **1-based** frames]}}; ``nframes`` {video: int};
     ``resolution`` {video: (h, w)} or None; ``train_videos``/``test_videos``: one list of video
-    ids per split.
+    ids per split (MultiSports' GT pickles have only ``test_videos``: the train splits are then
+    empty).
 
     Returns frames **0-based** (file frame - 1) and boxes xyxy float32 as stored (degenerate
     boxes are kept). Video labels = labels that have tubes. Split 1 becomes ``train``/``test``,
@@ -434,8 +435,10 @@ def _act_tube(rows: object, label: int, name: str, nframes: int, path: Path, vid
 
 
 def _index_from_act(data: object, path: Path, root: str | os.PathLike | None) -> DatasetIndex:
-    keys = ("labels", "gttubes", "nframes", "train_videos", "test_videos")
+    keys = ("labels", "gttubes", "nframes", "test_videos")
     data = _require_keys(data, path, keys, "ACT *-GT.pkl")
+    if "train_videos" not in data:  # MultiSports' GT pickles hold only the test split
+        data = {**data, "train_videos": [[] for _ in data["test_videos"]]}
     labels = [str(x) for x in data["labels"]]
     nframes = {str(v): int(n) for v, n in data["nframes"].items()}
     gttubes = {str(v): t for v, t in data["gttubes"].items()}

@@ -1,7 +1,12 @@
-"""``python -m wsal.evaluation``: video-AP of a detections file against a GT file.
+"""``python -m wsal.evaluation``: video-AP (or, with ``--frame-ap``, frame-AP) of a detections
+file against a GT file.
 
-GT: wsal annotation JSON, ACT ``*-GT.pkl`` or UCF101-24 pyannot pickle (default split: test).
-DETS: TubeDetections as JSON or columnar ``.npz`` (DESIGN §4).
+GT: wsal annotation JSON, ACT ``*-GT.pkl`` (also MultiSports', which has only ``test_videos``) or
+UCF101-24 pyannot pickle (default split: test).
+DETS: TubeDetections as JSON or columnar ``.npz`` (DESIGN §4); with ``--frame-ap`` also a
+frame-detections file: JSON ``{"frame_detections": [{"video", "frame", "box": [x1, y1, x2, y2],
+"label", "score"}, ...]}`` (0-based frames, labels as indices or names) or the same columns as
+``.npz``. Tube detections under ``--frame-ap``: every tube box with its tube's score.
 """
 
 from __future__ import annotations
@@ -12,7 +17,8 @@ import time
 
 from wsal.atomic import atomic_write_json
 from wsal.data.annotations import load_index
-from wsal.evaluation.protocol import PROTOCOLS, GroundTruth, video_ap
+from wsal.evaluation.frame_detections import is_frame_detections, load_frame_detections
+from wsal.evaluation.protocol import PROTOCOLS, GroundTruth, frame_map, video_ap
 from wsal.structures import TubeDetections
 
 
@@ -25,7 +31,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--gt", required=True, help="annotations: wsal JSON, ACT *-GT.pkl or pyannot pkl"
     )
-    p.add_argument("--detections", required=True, help="TubeDetections .json or .npz")
+    p.add_argument(
+        "--detections",
+        required=True,
+        help="TubeDetections .json or .npz (or, with --frame-ap, frame detections)",
+    )
     p.add_argument(
         "--split", default="test", help="split name (test, test2, ...) or index (1, 2, 3)"
     )
@@ -38,9 +48,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--iou",
         nargs="+",
-        default=["0.2", "0.5", "0.75"],
+        default=None,
         metavar="T",
-        help="st-IoU thresholds (mAP@0.5:0.95 is always reported too)",
+        help="st-IoU thresholds (default 0.2 0.5 0.75; mAP@0.5:0.95 is always reported too); "
+        "with --frame-ap: box IoU thresholds (default 0.5)",
+    )
+    p.add_argument(
+        "--frame-ap",
+        action="store_true",
+        help="frame-AP (each box a detection on its frame) instead of video-AP",
     )
     p.add_argument(
         "--nms", type=float, default=0.3, help="per video/class tube NMS st-IoU; 0 = off"
@@ -73,10 +89,34 @@ def print_table(
     Console().print(f"mAP@0.5:0.95 = {res.map_50_95:.4f}   (protocol={res.protocol})")
 
 
+def print_frame_table(
+    frame: dict, protocol: str, gt_path: str, split: str, per_class: bool, seconds: float
+) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    keys = list(frame["frame_mAP"])
+    table = Table(
+        title=f"frame-AP  protocol={protocol}  split={split}",
+        caption=f"GT: {gt_path}  ({seconds:.2f} s)",
+    )
+    table.add_column("class")
+    for k in keys:
+        table.add_column(f"AP@{k}", justify="right")
+    if per_class:
+        for name in frame["frame_AP"][keys[0]]:
+            table.add_row(name, *[f"{frame['frame_AP'][k][name]:.4f}" for k in keys])
+        table.add_section()
+    table.add_row("frame-mAP", *[f"{frame['frame_mAP'][k]:.4f}" for k in keys], style="bold")
+    Console().print(table)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
 
     t0 = time.perf_counter()
+    if args.iou is None:
+        args.iou = ["0.5"] if args.frame_ap else ["0.2", "0.5", "0.75"]
     try:
         taus = [float(t) for t in args.iou]
     except ValueError:
@@ -85,11 +125,29 @@ def main(argv: list[str] | None = None) -> int:
     try:
         index = load_index(args.gt)
         gt = GroundTruth.from_index(index, args.split)
-        dets = TubeDetections.load(args.detections, label_names=index.labels)
-        res = video_ap(gt, dets, thresholds=taus, protocol=args.protocol, nms=args.nms)
+        if is_frame_detections(args.detections):
+            if not args.frame_ap:
+                raise ValueError(
+                    f"{args.detections}: frame detections (one box each) are evaluated with "
+                    "--frame-ap; video-AP needs tubes"
+                )
+            dets = load_frame_detections(args.detections, label_names=index.labels)
+        else:
+            dets = TubeDetections.load(args.detections, label_names=index.labels)
+        if args.frame_ap:
+            frame = frame_map(gt, dets, taus, args.protocol)
+        else:
+            res = video_ap(gt, dets, thresholds=taus, protocol=args.protocol, nms=args.nms)
     except (FileNotFoundError, ValueError, KeyError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if args.frame_ap:
+        seconds = time.perf_counter() - t0
+        print_frame_table(frame, args.protocol, args.gt, args.split, args.per_class, seconds)
+        if args.json:
+            out = {"protocol": args.protocol, "split": args.split, "num_detections": len(dets)}
+            atomic_write_json(args.json, {**out, **frame, "seconds": seconds}, indent=1)
+        return 0
     res.seconds = time.perf_counter() - t0
     print_table(res, args.iou, args.gt, args.split, args.per_class, len(gt.videos))
     if args.json:

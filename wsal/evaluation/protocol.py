@@ -27,6 +27,7 @@ import time
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -39,6 +40,7 @@ __all__ = [
     "VideoAPResult",
     "video_ap",
     "frame_ap",
+    "frame_map",
     "proposal_recall",
     "video_classification_accuracy",
     "auc",
@@ -494,6 +496,25 @@ def frame_ap(
         tp = dict(zip(mo.tolist(), tp_m.tolist()))
         ap[c] = to_ap(np.array([tp[i] for i in order.tolist()], bool), int(ngt[c]))
     return ap
+
+
+def frame_map(
+    gt: GroundTruth,
+    dets: TubeDetections,
+    thresholds: Sequence[float] = (0.5,),
+    protocol: str = "act",
+) -> dict[str, dict[str, Any]]:
+    """Frame-AP at each threshold: ``{"frame_AP": {thr: {class name: AP}}, "frame_mAP": {thr:
+    mean AP over the classes that have GT boxes}}`` (thresholds as ``str(float)`` keys)."""
+    g_lens = np.diff(gt.offsets)
+    has_gt = np.bincount(np.repeat(gt.label, g_lens), minlength=len(gt.labels)) > 0
+    out: dict[str, dict[str, Any]] = {"frame_AP": {}, "frame_mAP": {}}
+    for t in thresholds:
+        ap = frame_ap(gt, dets, float(t), protocol)
+        key = str(float(t))
+        out["frame_AP"][key] = {name: float(ap[c]) for c, name in enumerate(gt.labels)}
+        out["frame_mAP"][key] = float(ap[has_gt].mean()) if has_gt.any() else 0.0
+    return out
 
 
 def proposal_recall(
