@@ -202,3 +202,30 @@ def test_bad_frame_detections_are_named(tmp_path, gt_file, capsys):
     trunc.write_bytes(b"PK\x03\x04 not a zip")
     with pytest.raises(ValueError, match="trunc.npz"):
         load_frame_detections(trunc, LABELS)
+
+
+def test_only_frame_detection_files_are_taken_for_them(tmp_path):
+    from wsal.evaluation.frame_detections import is_frame_detections
+
+    store = tmp_path / "store.npz"  # a detector's store: scores/labels, not frame detections
+    np.savez(
+        store,
+        video=np.array(["v"]),
+        frame=np.array([0]),
+        boxes=np.zeros((1, 4)),
+        scores=np.ones(1),
+        labels=np.zeros(1, int),
+    )
+    frames = tmp_path / "frames.npz"
+    np.savez(
+        frames,
+        video=np.array(["v"]),
+        frame=np.array([0]),
+        box=np.zeros((1, 4)),
+        score=np.ones(1),
+        label=np.zeros(1, int),
+    )
+    tubes = tmp_path / "tubes.json"
+    tubes.write_text(json.dumps({"detections": []}))
+    assert not is_frame_detections(store) and is_frame_detections(frames)
+    assert not is_frame_detections(tubes)

@@ -32,7 +32,7 @@ _COLUMNS = ("video", "frame", "label", "score")
 
 def is_frame_detections(path: str | os.PathLike) -> bool:
     """True when ``path`` holds frame detections (JSON key ``frame_detections``, or an ``.npz``
-    with a ``frame`` column and no tube ``offsets``)."""
+    with the columns ``video``, ``frame``, ``label``, ``score`` and ``box``/``boxes``)."""
     path = Path(path)
     if path.suffix == ".json":
         with open(path, "rb") as fh:
@@ -40,7 +40,9 @@ def is_frame_detections(path: str | os.PathLike) -> bool:
         return b'"frame_detections"' in head
     try:
         with np.load(path, allow_pickle=False) as z:
-            return "frame" in z.files and "offsets" not in z.files
+            cols = set(z.files)
+        # not a detector store (``scores``/``labels``) nor tubes (``offsets``/``rows``)
+        return set(_COLUMNS) <= cols and bool({"box", "boxes"} & cols)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile):
         return False
 
