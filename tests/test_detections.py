@@ -185,3 +185,23 @@ def test_clipping_warns_once_per_file(tmp_path) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # every box inside the frame: no warning
         load_detections(inside, frame_size={"a": (10, 10), "b": (10, 10)})
+
+
+def test_grouping_fast_path_equals_the_sort():
+    from wsal.data.detections import _group_rows
+
+    rng = np.random.default_rng(0)
+    video = np.array(["b"] * 5 + ["a"] * 4 + ["c"] * 3)  # contiguous runs, not sorted by name
+    frame = np.array([0, 0, 1, 3, 3, 2, 0, 2, 1, 0, 1, 1])  # "a" has unsorted frames
+    fast = _group_rows(video, frame)
+    assert list(fast) == ["a", "b", "c"]
+    for v, rows in fast.items():
+        want = np.nonzero(video == v)[0]
+        want = want[np.argsort(frame[want], kind="stable")]
+        np.testing.assert_array_equal(rows, want)
+    mixed = rng.permutation(12)  # interleaved videos: the sorting fallback, same answer
+    slow = _group_rows(video[mixed], frame[mixed])
+    for v, rows in slow.items():
+        want = np.nonzero(video[mixed] == v)[0]
+        np.testing.assert_array_equal(rows, want[np.argsort(frame[mixed][want], kind="stable")])
+    assert _group_rows(np.zeros(0, "U1"), np.zeros(0, int)) == {}
