@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## create .venv and install wsal with its dev tools
 
-demo: $(STAMP) ## actor attention (frozen ImageNet Lite0) on SynthActors (CPU, ~6 min), evaluate, results.json + pictures
+demo: $(STAMP) ## actor attention (frozen ImageNet Lite0) on SynthActors (CPU, < 10 min), evaluate, results.json + pictures
 	$(PY) train.py experiment=actor_attention_temporal_prim_synthactors_labels $(ARGS)
 
 results-trimmed: $(STAMP) ## docs/results.md's trimmed table: both methods on SynthActors seeds 0-2, mean +- std (CPU ~1 h)
