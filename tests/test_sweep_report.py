@@ -357,3 +357,22 @@ def test_dataset_splits_are_averaged_and_named(tmp_path):
     md = (root / "report" / "report.md").read_text()
     assert "| stil | 3 | 0.9000 ± 0.0000 | 0.7333 ± 0.1528 | 0.1000 ± 0.0000 |" in md
     assert "splits 1/test, 2/test, 3/test" in md
+
+
+def test_dataset_seeds_in_their_own_folders_are_replicates(tmp_path):
+    """`make results-trimmed`: dataset.seed=0,1,2 with dataset.root=<folder per seed>: one row
+    per method, n = 3, mean ± std over the dataset seeds, seeds named dataset seed/seed."""
+    root = tmp_path / "sweep"
+    for i, m05 in enumerate([0.6, 0.7, 0.9]):
+        make_run(
+            root / str(i),
+            [f"dataset.seed={i}", "dataset.root=${paths.data_dir}/synth_s${dataset.seed}"],
+            {"method": "actor_attention", "linker": "temporal_prim", "dataset": "synthetic"},
+            maps=(0.9, m05, 0.1),
+            config={"dataset": {"_target_": "x", "seed": i, "root": f"synth_s{i}"}},
+        )
+    res = sweep_report(root)
+    (row,) = res["table"].rows
+    assert (row["dataset"], row["n"], row["seeds"]) == ("synthactors", 3, ["0/0", "1/0", "2/0"])
+    assert row["mean"]["mAP@0.5"] == pytest.approx(2.2 / 3)
+    assert row["std"]["mAP@0.5"] == pytest.approx(np.std([0.6, 0.7, 0.9], ddof=1))

@@ -285,7 +285,7 @@ def stil_study(
 # ------------------------------------------------------------------------------ sweep reports
 #: Config keys whose runs are *replicates* of one setting: averaged, never a row of their own.
 #: ``evaluation.split``/``dataset.split`` make J-HMDB's three splits one number, as reported.
-REPLICATE_KEYS = ("seed", "dataset.split", "evaluation.split")
+REPLICATE_KEYS = ("seed", "dataset.seed", "dataset.split", "evaluation.split")
 #: Axes read from results.json (the names the run really used, whatever override chose them).
 NAMED_AXES = ("method", "linker", "supervision", "reranking", "detector")
 #: Overrides that do not change a result (names, progress bars): never a row parameter.
@@ -332,6 +332,9 @@ def _params(run: SavedRun) -> tuple[dict[str, str], str]:
         params[k] = v
     ds_over = [f"{k}={v}" for k, v in over.items() if k.startswith("dataset.")]
     ds_over = [o for o in ds_over if o.split("=", 1)[0] not in (*REPLICATE_KEYS, *COSMETIC_KEYS)]
+    # a folder per dataset seed (``dataset.root=...${dataset.seed}``) names the replicate's data,
+    # not another dataset
+    ds_over = [o for o in ds_over if not (o.startswith("dataset.root=") and "dataset.seed" in o)]
     name = str(res.get("dataset") or run.choices.get("dataset") or "?")
     split = str(run.value("dataset.split") or "")
     if split not in ("", "1") and name.endswith(split):  # StandardDataset names split i "<name>i"
@@ -446,7 +449,7 @@ def sweep_table(runs: Sequence[SavedRun], with_cost: bool = False) -> SweepTable
             "dataset": ds,
             "n": len(members),
             "runs": [m.path for m in members],
-            "seeds": sorted({str(m.value("seed")) for m in members}, key=natural_key),
+            "seeds": sorted({_seed_label(m) for m in members}, key=natural_key),
             "splits": sorted({_split_label(m) for m in members}, key=natural_key),
             "mean": {k: s[0] for k, s in stats.items()},
             "std": {k: s[1] for k, s in stats.items()},
@@ -455,6 +458,13 @@ def sweep_table(runs: Sequence[SavedRun], with_cost: bool = False) -> SweepTable
         }
         rows.append(row)
     return SweepTable(dims, metrics, rows)
+
+
+def _seed_label(run: SavedRun) -> str:
+    """``<seed>``, or ``<dataset seed>/<seed>`` when the run overrode the dataset's seed."""
+    if "dataset.seed" in parse_overrides(run.overrides):
+        return f"{run.value('dataset.seed')}/{run.value('seed')}"
+    return str(run.value("seed"))
 
 
 def _split_label(run: SavedRun) -> str:
