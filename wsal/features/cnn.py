@@ -61,7 +61,7 @@ from wsal.features.store import (
 from wsal.nets.encoders import Encoder, build_encoder, load_backbone_state
 from wsal.structures import Detections
 
-__all__ = ["CNNExtractor", "load_checkpoint_encoder", "pool_boxes", "POOLINGS"]
+__all__ = ["CNNExtractor", "load_checkpoint_encoder", "pool_boxes", "POOLINGS", "state_digest"]
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +155,8 @@ def load_checkpoint_encoder(
     return enc
 
 
-def _state_digest(module: torch.nn.Module) -> str:
+def state_digest(module: torch.nn.Module) -> str:
+    """Short hash of a module's weights (part of feature cache keys)."""
     h = hashlib.sha1()
     for k, v in module.state_dict().items():
         h.update(k.encode())
@@ -232,7 +233,7 @@ class CNNExtractor:
         self.num_workers = int(num_workers)
         self.precision, self.devices, self.strategy = str(precision), devices, strategy
         self.input_scale = float(input_scale)
-        self._weights_digest = _state_digest(self.encoder)
+        self._weights_digest = state_digest(self.encoder)
 
     # -- sizes and key ---------------------------------------------------------------------------
     @property

@@ -28,13 +28,13 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from wsal.features.cnn import state_digest
 from wsal.nets.actor_attention import ActorAttentionNet
 from wsal.structures import atomic_savez
 
 __all__ = [
     "TubeFeatureDataModule",
     "cached_tube_features",
-    "encoder_digest",
     "extract_tube_features",
 ]
 
@@ -42,15 +42,6 @@ log = logging.getLogger(__name__)
 
 _VERSION = 1  # bump when the computation changes without a parameter changing
 _KEYS = ("features", "tube_mask", "label", "gt_tube")
-
-
-def encoder_digest(net: ActorAttentionNet) -> str:
-    """Short hash of the encoder's weights (part of the cache key)."""
-    h = hashlib.sha1()
-    for k, v in net.encoder.state_dict().items():
-        h.update(k.encode())
-        h.update(v.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()[:12]
 
 
 @torch.inference_mode()
@@ -100,7 +91,12 @@ def cached_tube_features(
     """:func:`extract_tube_features`, read from ``cache_dir`` when the same ``key`` (plus the
     encoder's weights and the video list) was computed before; an unreadable file is named,
     deleted and recomputed."""
-    full = {**dict(key), "version": _VERSION, "encoder": encoder_digest(net), "videos": videos}
+    full = {
+        **dict(key),
+        "version": _VERSION,
+        "encoder": state_digest(net.encoder),
+        "videos": videos,
+    }
     digest = hashlib.sha1(json.dumps(full, sort_keys=True, default=str).encode()).hexdigest()[:12]
     path = Path(cache_dir) / f"tubefeat__{digest}.npz"
     if path.exists():
