@@ -50,6 +50,7 @@ STIL and STIL without Temporal Prim start from the priors (``init="prior"``).
 
 from __future__ import annotations
 
+import logging
 import math
 import warnings
 from collections.abc import Mapping
@@ -86,6 +87,8 @@ _NEGATIVES = ("all", "selected")
 _INITS = ("prior", "random")
 _CLASS_WEIGHTS = (None, "balanced")
 TEST_TUBES = ("link", "proposals")
+
+log = logging.getLogger(__name__)
 
 
 # ---------------------------------------------------------------------------------- E-step parts
@@ -475,6 +478,11 @@ class STIL(pl.LightningModule):
         test_tubes: "link" (§3.4: Temporal Prim on the boxes' model scores, boxes > 0 only) or
             "proposals" (score the prior-linked proposals, each by its boxes' mean model score;
             not in the paper: whole tubes instead of the runs of positive boxes, see docs/stil.md).
+        pca_dim: None (the features as given) or k: project the L2-normalised box features on
+            the k principal axes of the training boxes (fitted once in :meth:`attach`, kept in
+            the state dict, applied again at test), then L2-normalise. Plays the part of the
+            paper's fc6/fc7 on the flattened ROI grid: it keeps the box's spatial layout
+            (``features.pooling=flatten``) at a size the EM solves quickly (docs/stil.md).
 
     Use: ``trainer.fit(STIL(L), datamodule=STILDataModule(data))`` with ``max_epochs >=
     em_epochs``, or without Lightning ``STIL(L).fit_em(data)``; then ``predict_tubes(features,
@@ -509,8 +517,11 @@ class STIL(pl.LightningModule):
         feature_dim: int | None = None,
         class_weight: str | None = None,
         test_tubes: str = "link",
+        pca_dim: int | None = None,
     ) -> None:
         super().__init__()
+        if pca_dim is not None and int(pca_dim) < 1:
+            raise ValueError(f"pca_dim must be None or >= 1, got {pca_dim!r}")
         if test_tubes not in TEST_TUBES:
             raise ValueError(f"test_tubes must be one of {TEST_TUBES}, got {test_tubes!r}")
         if selection not in SELECTIONS:
@@ -531,6 +542,9 @@ class STIL(pl.LightningModule):
         M = self.num_models
         self.register_buffer("models_weight", torch.zeros(M, num_classes, int(feature_dim or 0)))
         self.register_buffer("models_bias", torch.zeros(M, num_classes))
+        # the pca_dim projection (empty until fitted): x -> l2(l2(x) - proj_mean) @ proj
+        self.register_buffer("proj_mean", torch.zeros(0))
+        self.register_buffer("proj", torch.zeros(0, 0))
         self._data: STILData | None = None
         self._Y: Tensor | None = None  # int8[N, M, L] examples of the current M-step
         self._prev_mask: Tensor | None = None  # bool[N, L] last positives
@@ -564,6 +578,18 @@ class STIL(pl.LightningModule):
         """Box scores ``[N, L]`` of (normalised) box features ``x [N, D]``."""
         return x.to(self.weight.dtype) @ self.weight.T + self.bias
 
+    def project_features(self, features: np.ndarray) -> np.ndarray:
+        """float32[N, k] box features as the model sees them: with ``pca_dim``, L2-normalised,
+        centred, projected on the fitted axes and L2-normalised again; else unchanged."""
+        if self.proj.numel() == 0:
+            if self.hparams.get("pca_dim") is not None:
+                raise RuntimeError("pca_dim is set but the projection was never fitted (attach)")
+            return features
+        mean = self.proj_mean.detach().cpu().numpy()
+        proj = self.proj.detach().cpu().numpy()
+        x = l2_normalize(features) - mean
+        return l2_normalize(x @ proj)
+
     def predict_tubes(
         self,
         features: Mapping[str, np.ndarray],
@@ -575,6 +601,8 @@ class STIL(pl.LightningModule):
         """:func:`predict_tubes` with this model's weights and hyperparameters, or with
         ``test_tubes="proposals"`` :func:`score_proposals` of ``proposals`` (then required)."""
         hp = self.hparams
+        if self.proj.numel():
+            features = {v: self.project_features(np.asarray(f)) for v, f in features.items()}
         if hp.get("test_tubes", "link") == "proposals":
             if proposals is None:
                 raise ValueError("test_tubes='proposals' needs the proposals (tubes) to score")
@@ -626,12 +654,39 @@ class STIL(pl.LightningModule):
             dead = torch.nonzero(~(lab & has_tube[:, None]).any(0)).flatten().tolist()
             if dead:
                 raise ValueError(f"class(es) {dead} have no positive training video with a tube")
+        if hp.get("pca_dim") is not None:
+            data = self._project_data(data, int(hp["pca_dim"]))
         D = data.dim
         if self.models_weight.shape[-1] != D:
             M, L = self.num_models, hp["num_classes"]
             self.models_weight = torch.zeros(M, L, D, device=self.models_weight.device)
         self._data = data
         self._prev_mask = None
+
+    def _project_data(self, data: STILData, k: int) -> STILData:
+        """Fit the principal axes of the training boxes (once: a resumed or reloaded model keeps
+        its own) and return ``data`` with projected, re-normalised features."""
+        if not data.normalized:
+            raise ValueError("pca_dim needs L2-normalised training features (normalize=True)")
+        x = data.features.to(torch.float64)
+        if k > x.shape[1]:
+            raise ValueError(f"pca_dim={k} exceeds the box feature size {x.shape[1]}")
+        if self.proj.numel() == 0 or self.proj.shape != (x.shape[1], k):
+            mean = x.mean(0)
+            xc = x - mean
+            cov = xc.T @ xc / max(x.shape[0] - 1, 1)  # [D, D]: every box, no sampling
+            evals, evecs = torch.linalg.eigh(cov)  # ascending
+            axes = evecs[:, -k:].flip(1)  # [D, k] the k largest, largest first
+            # a sign per axis (largest |loading| positive) so the projection is reproducible
+            sign = torch.sign(axes.gather(0, axes.abs().argmax(0, keepdim=True)))
+            axes = axes * torch.where(sign == 0, 1.0, sign)
+            self.proj_mean = mean.to(torch.float32).to(self.models_weight.device)
+            self.proj = axes.to(torch.float32).to(self.models_weight.device)
+            kept = float(evals[-k:].sum() / evals.sum().clamp_min(1e-12))
+            log.info("STIL pca_dim=%d keeps %.3f of the box features' variance", k, kept)
+        mean, proj = self.proj_mean.to(data.features), self.proj.to(data.features)
+        feats = torch.nn.functional.normalize((data.features - mean) @ proj, dim=1)
+        return replace(data, features=feats.contiguous())
 
     def setup(self, stage: str) -> None:
         dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
@@ -832,7 +887,7 @@ class STIL(pl.LightningModule):
         self, state_dict: dict, prefix: str, *args: Any, **kwargs: Any
     ) -> None:
         # D is only known once data is seen: size the buffers to the checkpoint's.
-        for name in ("models_weight", "models_bias"):
+        for name in ("models_weight", "models_bias", "proj_mean", "proj"):
             t = state_dict.get(prefix + name)
             if t is not None and t.shape != getattr(self, name).shape:
                 setattr(self, name, torch.zeros_like(t, device=getattr(self, name).device))
