@@ -419,6 +419,7 @@ def check_dataset(
     frame_pattern: str | None = None,
     skip_invalid: bool = False,
     key: str = "dataset",
+    report: ValidationReport | None = None,
 ) -> PreparedDataset:
     """Check every video of a prepared dataset (:func:`validate_index`: media, frame counts,
     sizes, GT boxes) before anything is detected, linked or trained on it.
@@ -428,15 +429,17 @@ def check_dataset(
     are dropped from the index and its splits, a warning lists them, and the returned dataset's
     ``cache_key`` says which were dropped (tubes and features cached for the whole dataset are
     never read for the subset). Problems of the annotation file as a whole cannot be skipped.
-    ``key`` is the config group named in the messages. Cost: video files are opened and their
+    ``key`` is the config group named in the messages; ``report``: the index's report when the
+    caller has it already (not checked again). Cost: video files are opened and their
     first frame decoded; frame folders are listed and one image read (never a whole video).
     """
     index = prepared.index
-    report = validate_index(
-        index,
-        frame_pattern=frame_pattern,
-        report=ValidationReport(f"{key} {prepared.name} ({index.root})"),
-    )
+    if report is None:
+        report = validate_index(
+            index,
+            frame_pattern=frame_pattern,
+            report=ValidationReport(f"{key} {prepared.name} ({index.root})"),
+        )
     if report.ok:
         return prepared
     bad = sorted({p.video for p in report.problems if p.video is not None})
