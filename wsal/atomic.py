@@ -160,6 +160,20 @@ def remove_stale_temps(
 
 
 # ------------------------------------------------------------------------------------ the lock
+_HELD: dict[tuple[int, str], int] = {}  # (pid, lock file) -> depth: re-entry in one process
+
+
+def _make_parents(folder: Path) -> list[Path]:
+    """``mkdir -p folder``; the folders it created, outermost first."""
+    missing = []
+    d = folder
+    while not d.exists():
+        missing.append(d)
+        d = d.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    return missing[::-1]
+
+
 @contextlib.contextmanager
 def file_lock(artifact: str | os.PathLike, what: str | None = None) -> Iterator[Path]:
     """Hold an exclusive lock on ``<artifact>.lock`` for the body (blocking until it is free).
@@ -167,14 +181,25 @@ def file_lock(artifact: str | os.PathLike, what: str | None = None) -> Iterator[
     Use it around "reuse ``artifact`` if it exists, else build it": concurrent processes then
     build it once; the others wait (saying so once, on this module's logger, naming ``what``)
     and find it built. ``fcntl.flock``: the kernel releases the lock when its holder exits or is
-    killed, so there is no stale lock to detect. The lock file is removed on release; a waiter
-    that got the lock on a file removed meanwhile retries on the new one. Not re-entrant: do not
-    take the lock of one artifact twice in one process. Yields the lock file's path.
+    killed, so there is no stale lock to detect. On release the lock file is removed, and so are
+    the folders taking the lock created, when they are still empty (a build that failed leaves
+    nothing behind); a waiter that got the lock on a removed file retries on a new one.
+    Re-entrant within one process (an inner take of a held lock is a no-op). Yields the lock
+    file's path.
     """
-    lock = Path(f"{os.fspath(artifact)}.lock")
-    lock.parent.mkdir(parents=True, exist_ok=True)
+    lock = Path(f"{os.fspath(artifact)}.lock").absolute()
+    held = (os.getpid(), str(lock))
+    if held in _HELD:
+        _HELD[held] += 1
+        try:
+            yield lock
+        finally:
+            _HELD[held] -= 1
+        return
+    created: list[Path] = []
     waited = False
     while True:
+        created += _make_parents(lock.parent)
         fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
         try:
             try:
@@ -198,11 +223,18 @@ def file_lock(artifact: str | os.PathLike, what: str | None = None) -> Iterator[
         if current:
             break
         os.close(fd)
+    _HELD[held] = 1
     try:
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()} {socket.gethostname()}\n".encode())  # for a curious reader
         yield lock
     finally:
+        del _HELD[held]
         with contextlib.suppress(FileNotFoundError):
             os.unlink(lock)
+        for d in reversed(created):  # innermost first; stops at the first folder in use
+            try:
+                d.rmdir()
+            except OSError:
+                break
         os.close(fd)

@@ -356,4 +356,4 @@ def _ensure(root: Path, cfg: SynthConfig, workers: int, progress: bool) -> Path:
         fresh = False
     if fresh:
         return root
-    return _generate(root, cfg, workers, progress)
+    return generate(root, cfg, workers=workers, progress=progress)  # the lock is re-entrant
