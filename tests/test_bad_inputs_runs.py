@@ -448,7 +448,10 @@ def test_run_status_tells_killed_from_running(tmp_path):
     assert runs.run_status(runs.read_run(alive)) == "running"
     assert runs.run_status(runs.read_run(elsewhere)) == "running"  # cannot tell: left alone
     assert runs.run_status(None) == "unknown"
-    assert runs.mark_killed([tmp_path]) == [killed]
+    rebooted = _record(tmp_path / "d", "k", "running", False, 400, **runs.owner())
+    runs.write_run(rebooted, pid=os.getppid(), boot="a boot before this one")
+    assert runs.run_status(runs.read_run(rebooted)) == "killed"  # a reused pid is not alive
+    assert runs.mark_killed([tmp_path]) == [killed, rebooted]
     assert runs.read_run(killed)["status"] == "killed" and not stale.exists()
     assert (killed / "checkpoints" / "last.ckpt").exists()
     assert runs.read_run(alive)["status"] == "running"

@@ -159,24 +159,34 @@ def record_failure(
     return out
 
 
+def _boot_id() -> str | None:
+    """This boot of the machine (Linux), so that a process id from before a reboot is never
+    mistaken for a live one that reuses it."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip() or None
+    except OSError:
+        return None
+
+
 def owner() -> dict[str, Any]:
-    """``{"pid", "host"}`` of this process: what a ``running`` record holds so that a later
-    reader can tell a live run from a killed one."""
-    return {"pid": os.getpid(), "host": socket.gethostname()}
+    """``{"pid", "host", "boot"}`` of this process: what a ``running`` record holds so that a
+    later reader can tell a live run from a killed one."""
+    return {"pid": os.getpid(), "host": socket.gethostname(), "boot": _boot_id()}
 
 
 def run_status(rec: Mapping[str, Any] | None) -> str:
     """The status of a ``run.json`` record: ``done``, ``failed``, ``killed``, ``running`` or
-    ``unknown`` (no record). A ``running`` record of this host whose process is gone is
-    ``killed``; one of another host, or without a process id (older runs), stays ``running``."""
+    ``unknown`` (no record). A ``running`` record of this host whose process is gone (or that was
+    written before the machine last booted) is ``killed``; one of another host, or without a process id (older runs), stays ``running``."""
     if not rec:
         return "unknown"
     status = str(rec.get("status") or "unknown")
     if status == "running":
         pid, host = rec.get("pid"), rec.get("host")
         if isinstance(pid, int) and host == socket.gethostname() and pid != os.getpid():
-            if not pid_alive(pid):
-                return "killed"
+            boot = rec.get("boot")
+            if (boot is not None and boot != _boot_id()) or not pid_alive(pid):
+                return "killed"  # its process is gone (or the machine rebooted since)
     return status
 
 
