@@ -238,6 +238,22 @@ def test_skip_invalid_drops_them_with_a_warning(dataset_copy, case, caplog):
     assert f"dropping 1 invalid videos (dataset.skip_invalid=true): {vid}" in caplog.text
 
 
+def test_prepare_stops_or_skips_the_invalid_videos(dataset_copy, tmp_path, capsys):
+    from wsal.app.prepare import prepare
+
+    vid, _ = _break(dataset_copy, "truncated_mp4")
+    det = StoredDetections(str(dataset_copy / "detections.npz"), name="dataset")
+    ds = AnnotatedDataset(root=str(dataset_copy), name="tiny")
+    cache = tmp_path / "cache"
+    stopped = prepare(ds, det, TemporalPrimLinker(3), cache, progress=False)
+    assert not stopped.report.ok and not stopped.tubes_by_video and not cache.exists()
+    assert vid in capsys.readouterr().out
+    done = prepare(ds, det, TemporalPrimLinker(3), cache, progress=False, skip_invalid=True)
+    n = len(_annotations(dataset_copy)["videos"])
+    assert vid not in done.tubes_by_video and len(done.tubes_by_video) == n - 1
+    assert len(list(cache.glob("tubes__*-skip1-*.npz"))) == 1
+
+
 def test_train_route_stops_before_any_work_on_a_bad_dataset(dataset_copy, tmp_path):
     """The route (train.py's) stops at the check: no detections read, no tubes, no results."""
     vid, named = _break(dataset_copy, "nframes_too_large")
@@ -248,13 +264,20 @@ def test_train_route_stops_before_any_work_on_a_bad_dataset(dataset_copy, tmp_pa
             override("dataset.root", str(dataset_copy)),
             override("paths.output_dir", str(out)),
             override("paths.cache_dir", str(cache)),
+            override("dataset.detections", str(dataset_copy / "detections.npz")),
             "logger=none",
+            "evaluation.num_pictures=0",
         ]
     )
     with pytest.raises(InvalidDatasetError, match="frame_count") as err:
         route_run(cfg)
     assert vid in str(err.value) and named in str(err.value)
     assert not cache.exists() and not (out / "results.json").exists()
+    # the same run with skip_invalid=true goes through on the other videos
+    cfg.dataset.skip_invalid = True
+    res = route_run(cfg)
+    assert res is not None and (out / "results.json").is_file()
+    assert len(list(cache.glob("tubes__*-skip1-*.npz"))) == 1
 
 
 # ------------------------------------------------------------------ 4. config values

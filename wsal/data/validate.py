@@ -461,6 +461,7 @@ def check_dataset(
         {name: [v for v in vs if v not in drop] for name, vs in index.splits.items()},
         {v: info for v, info in index.videos.items() if v not in drop},
         index.root,
+        excluded=[*index.excluded, *bad],
     )
     log.warning(
         "%s %s: dropping %d invalid videos (%s.skip_invalid=true): %s\n%s",

@@ -72,7 +72,10 @@ def _read_store(path: Path, index: DatasetIndex) -> dict[str, Detections]:
         if info.width and info.height
     }
     dets = load_detections(
-        path, num_frames=nframes, frame_size=sizes if len(sizes) == len(nframes) else None
+        path,
+        num_frames=nframes,
+        frame_size=sizes if len(sizes) == len(nframes) else None,
+        ignore=index.excluded,  # videos the dataset check dropped
     )
     return {v: dets.get(v, Detections.empty(nframes[v])) for v in index.videos}
 
