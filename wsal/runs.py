@@ -1,7 +1,8 @@
 """Run folders: identity, status, failure records, resume lookup and the one loader of a saved
 run (no Hydra app, no Lightning, no dataset).
 
-A run folder (``outputs/<task>/<time>/`` or ``multirun/<task>/<time>/<job>/``) holds
+A run folder (``outputs/<task>/<time>_<pid>-<hex>/`` or ``multirun/<task>/<time>_<pid>-<hex>/<job>/``,
+unique per process: ``conf/config.yaml``) holds
 ``.hydra/{config,hydra,overrides}.yaml`` (what Hydra saved), ``run.json``
 (``{"key", "status", "started", "finished", "resumed_from", "wandb_id", ...}``), and when the run
 got that far ``results.json``, ``detections.npz`` and ``checkpoints/{best,last}.ckpt``. The *key*
