@@ -22,6 +22,7 @@ from omegaconf import DictConfig, open_dict
 
 from wsal.app import route
 from wsal.atomic import atomic_write_json
+from wsal.configs import check_config  # also registers ${wsal.run_id:} for the output folder
 from wsal.evaluation.results import EvaluationSpec, print_summary
 from wsal.runs import check_checkpoint, load_run
 
@@ -30,6 +31,7 @@ log = logging.getLogger("wsal.eval")
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="eval")
 def main(cfg: DictConfig) -> float:
+    check_config(cfg)  # evaluation.*, ckpt: named by key before any work
     run = load_run(cfg.run_dir)  # FileNotFoundError unless a train.py run folder
     out = Path(HydraConfig.get().runtime.output_dir)
     ckpt = run.checkpoint(cfg.get("ckpt", "auto"))
@@ -45,6 +47,7 @@ def main(cfg: DictConfig) -> float:
             with open_dict(run_cfg):
                 run_cfg.reranking = cfg.reranking
             choices["reranking"] = HydraConfig.get().runtime.choices.get("reranking")
+        check_config(run_cfg)  # the run's own config as rebuilt here
         res = route.run(run_cfg, fit=False, checkpoint=ckpt, choices=choices)
         assert res is not None
         res["rebuilt_from"] = {"run_dir": str(run.path), "checkpoint": str(ckpt)}

@@ -6,9 +6,15 @@ linking -> tubes -> ``method.fit`` -> ``method.predict`` -> reranking -> evaluat
 (``oracle_label``) needs no training and labels each tube with its video's class (localization
 only). ``make demo`` = ``train.py experiment=actor_attention_temporal_prim_synthactors_labels``.
 
-Run folders (wsal/runs.py): ``run.json`` holds the run's key (a hash of what the config computes)
-and status. ``resume=auto`` (default): rerunning a killed run's command finds it by key and resumes
-from its ``checkpoints/last.ckpt`` (STIL's EM state included). In a sweep, a run that raises writes
+Every config value is checked first (:func:`wsal.configs.check_config`: the key and the value
+named), and the dataset's videos before any detection, linking or training
+(``dataset.validate``, ``dataset.skip_invalid``; docs/checks-runs.md).
+
+Run folders (wsal/runs.py): ``outputs/train/<date_time>_<pid>-<random>`` (unique per run), and
+``run.json`` holds the run's key (a hash of what the config computes), process id and status
+(running, done, failed; killed when its process is gone). ``resume=auto`` (default): rerunning a
+killed run's command finds it by key and resumes from its ``checkpoints/last.ckpt`` (STIL's EM
+state included). In a sweep, a run that raises writes
 ``failed.json`` and the sweep goes on (``fail_fast=true`` stops it); ``python -m wsal.report``
 lists the failures.
 """
@@ -27,6 +33,7 @@ from pytorch_lightning.utilities import rank_zero_only
 
 from wsal import runs
 from wsal.app import route
+from wsal.configs import check_config  # also registers ${wsal.run_id:} for the run folder
 
 log = logging.getLogger("wsal.train")
 
@@ -40,8 +47,11 @@ def main(cfg: DictConfig) -> float:
     overrides = list(hc.overrides.task)
     multirun = hc.mode == RunMode.MULTIRUN
     try:
+        check_config(cfg)  # every value, named by its key, before any work
         key = runs.run_key(OmegaConf.to_container(cfg, resolve=True))
         roots = [*cfg.get("resume_dirs", []), run_dir.parent]  # + this run's siblings
+        if rank0:  # runs whose process is gone: status killed, their checkpoint temps deleted
+            runs.mark_killed(roots)
         ckpt, prev = runs.resolve_resume(cfg.get("resume", "auto"), key, roots)
         wandb_id = None
         if prev is not None:
@@ -56,6 +66,7 @@ def main(cfg: DictConfig) -> float:
                 resumed_from=str(prev) if prev else None,
                 overrides=overrides,
                 choices=choices,
+                **runs.owner(),  # pid + host: a later run tells killed from running
             )
         res = route.run(cfg, checkpoint=ckpt, choices=choices, wandb_id=wandb_id)
     except Exception as e:

@@ -248,6 +248,8 @@ def test_train_py_killed_with_sigkill_then_rerun_resumes(tmp_path):
     assert q.wait(timeout=600) == 0
     rec = runs.read_run(second)
     assert rec["resumed_from"] == str(first) and rec["status"] == "done"
+    assert runs.read_run(first)["status"] == "killed"  # recorded by the rerun
+    assert not list((first / "checkpoints").glob(".last.ckpt.tmp*"))
     a = json.loads((tmp_path / "ref" / "results.json").read_text())
     b = json.loads((second / "results.json").read_text())
     assert b["video_mAP"] == a["video_mAP"] and b["AP"] == a["AP"]

@@ -569,7 +569,8 @@ def test_dataset_config_preset(preset, tmp_path):
         assert not (tmp_path / "ds").exists()
         return
     ds = instantiate(cfg)
-    keys = {k: v for k, v in cfg.items() if k not in ("_target_", "root", "workers", "progress")}
+    not_synth = ("_target_", "root", "workers", "progress", "validate", "skip_invalid")
+    keys = {k: v for k, v in cfg.items() if k not in not_synth}
     assert keys.pop("preset") == preset
     assert ds.synth_config == SynthConfig.preset(preset, **keys)
     assert ds.synth_config.full_action_prob == PRESETS[preset]["full_action_prob"]

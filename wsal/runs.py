@@ -1,14 +1,22 @@
 """Run folders: identity, status, failure records, resume lookup and the one loader of a saved
 run (no Hydra app, no Lightning, no dataset).
 
-A run folder (``outputs/<task>/<time>/`` or ``multirun/<task>/<time>/<job>/``) holds
+A run folder (``outputs/<task>/<time>_<pid>-<hex>/`` or ``multirun/<task>/<time>_<pid>-<hex>/<job>/``,
+unique per process: ``conf/config.yaml``) holds
 ``.hydra/{config,hydra,overrides}.yaml`` (what Hydra saved), ``run.json``
 (``{"key", "status", "started", "finished", "resumed_from", "wandb_id", ...}``), and when the run
 got that far ``results.json``, ``detections.npz`` and ``checkpoints/{best,last}.ckpt``. The *key*
 hashes the resolved config minus what does not shape the result (the run folder itself, the
 resume switch, loggers, progress bars), so rerunning the same command finds the unfinished run it
-repeats and resumes from its ``checkpoints/last.ckpt`` (:func:`find_resumable`). A run that raised
-leaves ``failed.json`` (error line, traceback, overrides, choices), which the sweep report lists.
+repeats and resumes from its ``checkpoints/last.ckpt`` (:func:`find_resumable`: the newest
+unfinished run of that key that no later run took further: never again a killed attempt that a
+later run resumed and finished). A run that raised leaves ``failed.json``
+(error line, traceback, overrides, choices), which the sweep report lists.
+
+``run.json``'s ``status`` is ``running`` (with the process id and host), ``done``, ``failed`` or
+``killed``: :func:`run_status` reads a ``running`` whose process is gone as ``killed``, and
+:func:`mark_killed` (train.py, at its start) records it so and deletes the checkpoint temp that
+the kill left.
 
 :func:`load_run` reads a saved run into a :class:`SavedRun` (eval.py, the sweep report and
 ``python -m wsal.viz`` all read runs through it); :func:`find_runs` lists the run folders under
@@ -21,6 +29,7 @@ import hashlib
 import json
 import os
 import re
+import socket
 import time
 import traceback
 from collections.abc import Iterable, Mapping, Sequence
@@ -32,7 +41,7 @@ from typing import Any
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
-from wsal.atomic import atomic_write_json
+from wsal.atomic import atomic_write_json, pid_alive, remove_stale_temps
 
 __all__ = [
     "IGNORED_KEYS",
@@ -41,6 +50,9 @@ __all__ = [
     "read_run",
     "write_run",
     "record_failure",
+    "owner",
+    "run_status",
+    "mark_killed",
     "find_resumable",
     "check_checkpoint",
     "resolve_resume",
@@ -148,6 +160,37 @@ def record_failure(
     return out
 
 
+def _boot_id() -> str | None:
+    """This boot of the machine (Linux), so that a process id from before a reboot is never
+    mistaken for a live one that reuses it."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip() or None
+    except OSError:
+        return None
+
+
+def owner() -> dict[str, Any]:
+    """``{"pid", "host", "boot"}`` of this process: what a ``running`` record holds so that a
+    later reader can tell a live run from a killed one."""
+    return {"pid": os.getpid(), "host": socket.gethostname(), "boot": _boot_id()}
+
+
+def run_status(rec: Mapping[str, Any] | None) -> str:
+    """The status of a ``run.json`` record: ``done``, ``failed``, ``killed``, ``running`` or
+    ``unknown`` (no record). A ``running`` record of this host whose process is gone (or that was
+    written before the machine last booted) is ``killed``; one of another host, or without a process id (older runs), stays ``running``."""
+    if not rec:
+        return "unknown"
+    status = str(rec.get("status") or "unknown")
+    if status == "running":
+        pid, host = rec.get("pid"), rec.get("host")
+        if isinstance(pid, int) and host == socket.gethostname() and pid != os.getpid():
+            boot = rec.get("boot")
+            if (boot is not None and boot != _boot_id()) or not pid_alive(pid):
+                return "killed"  # its process is gone (or the machine rebooted since)
+    return status
+
+
 def _candidates(roots: Iterable[str | os.PathLike]) -> list[Path]:
     found: set[Path] = set()
     for root in roots:
@@ -159,17 +202,52 @@ def _candidates(roots: Iterable[str | os.PathLike]) -> list[Path]:
     return sorted(found)
 
 
-def find_resumable(roots: Iterable[str | os.PathLike], key: str) -> Path | None:
-    """The newest unfinished run folder with this key and a ``checkpoints/last.ckpt``.
-
-    Finished runs (status ``done``) are never resumed; a sweep rerun into the same fixed folder
-    finds its own earlier attempt.
-    """
-    best: tuple[float, Path] | None = None
+def mark_killed(roots: Iterable[str | os.PathLike]) -> list[Path]:
+    """Record ``status: killed`` in the run folders under ``roots`` whose ``running`` process is
+    gone (:func:`run_status`), and delete the checkpoint temps their kill left
+    (:func:`wsal.atomic.remove_stale_temps`); return those folders."""
+    killed = []
     for d in _candidates(roots):
         rec = read_run(d)
-        if not rec or rec.get("key") != key or rec.get("status") == "done":
+        if rec is not None and rec.get("status") == "running" and run_status(rec) == "killed":
+            remove_stale_temps(d / CKPT_DIR, LAST_CKPT.name)
+            write_run(d, status="killed", killed_seen=time.time())
+            killed.append(d)
+    return killed
+
+
+def _resolved(path: str | os.PathLike) -> Path:
+    try:
+        return Path(path).resolve()
+    except OSError:
+        return Path(path).absolute()
+
+
+def find_resumable(roots: Iterable[str | os.PathLike], key: str) -> Path | None:
+    """The newest unfinished run folder with this key and a ``checkpoints/last.ckpt``, or None.
+
+    Finished runs (status ``done``) are never resumed, nor runs still going (``running`` and
+    their process alive: :func:`run_status`), nor a run that a later run already resumed and took
+    further (one with a checkpoint of its own, or finished): its progress lives on there, so a
+    command that finished after a resume is not resumed again from the killed attempt. Newest =
+    latest ``last.ckpt``. A sweep rerun into the same fixed folder finds its own earlier attempt.
+    """
+    found: list[tuple[Path, dict[str, Any], str]] = []
+    for d in _candidates(roots):
+        rec = read_run(d)
+        if rec and rec.get("key") == key:
+            found.append((d, rec, run_status(rec)))
+    superseded = {
+        _resolved(rec["resumed_from"])
+        for d, rec, status in found
+        if rec.get("resumed_from") and (status == "done" or (d / LAST_CKPT).exists())
+    }
+    best: tuple[float, Path] | None = None
+    for d, rec, status in found:
+        if status == "done" or _resolved(d) in superseded:
             continue
+        if status == "running" and rec.get("pid") is not None:
+            continue  # alive (else run_status says killed): not ours to take over
         ckpt = d / LAST_CKPT
         if not ckpt.exists():
             continue

@@ -11,7 +11,8 @@ so the caches written here are the ones ``train.py`` reads with the same choices
    for ``ucfsports``/``jhmdb``/``ucf101_24``, :class:`~wsal.data.datasets.AnnotatedDataset` for
    ``custom``) and prints the standard release's counts next to those found;
 2. checks every video / frame folder (:mod:`wsal.data.validate`) and stops with every problem
-   listed if there is any (``--no-check`` skips it);
+   listed if there is any (``--no-check`` skips it; ``--skip-invalid`` drops the invalid videos,
+   listed, and goes on);
 3. runs the detector over all frames (torchvision: a sharded, resumable Lightning predict on the
    GPU when there is one, cached under ``<cache-dir>/detections``) and prints detections per frame;
 4. links tubes with the linker and caches them (:func:`wsal.linking.cache.link_cached`, the
@@ -40,7 +41,7 @@ from wsal.app.stages import build_linker
 from wsal.configs import compose, instantiate_node, override
 from wsal.data.annotations import DatasetIndex
 from wsal.data.datasets import SPECS, AnnotatedDataset, PreparedDataset, StandardDataset
-from wsal.data.validate import ValidationReport, validate_index
+from wsal.data.validate import ValidationReport, check_dataset, validate_index
 from wsal.linking.base import Linker
 from wsal.linking.cache import link_cached
 from wsal.structures import Detections, Tubes
@@ -218,13 +219,15 @@ def prepare(
     *,
     check: bool = True,
     progress: bool = True,
+    skip_invalid: bool = False,
 ) -> PrepareSummary:
     """Index, check, detect, link and cache one dataset; print the counts at each step.
 
     ``linker`` is a linker or a function making one, called after the layout check (building an
     actor linker may train its default tracker first). Returns the summary; when the layout
     check finds problems it stops before detection (``summary.report.ok`` is False, no
-    detections/tubes).
+    detections/tubes), unless ``skip_invalid``: then the videos with a problem are dropped (a
+    warning lists them; :func:`wsal.data.validate.check_dataset`) and the rest goes on.
     """
     prepared: PreparedDataset = dataset.prepare()
     index = prepared.index
@@ -262,7 +265,11 @@ def prepare(
         )  # fmt: skip
         _print(summary.report.format())
         if not summary.report.ok:
-            return summary
+            if not skip_invalid or any(p.video is None for p in summary.report.problems):
+                return summary
+            prepared = check_dataset(prepared, skip_invalid=True, report=summary.report)
+            index = prepared.index
+            _print(f"skipping the invalid videos: {len(index.videos)} videos left")
     t_key = f"{detector.name}"
     _print(f"\ndetections ({t_key}) ...")
     dets = detector.load(index, prepared.detections)
@@ -324,6 +331,8 @@ def parser() -> argparse.ArgumentParser:
         "--cache-dir", default=os.path.join(os.environ.get("WSAL_DATA", "data"), "cache")
     )
     ap.add_argument("--no-check", action="store_true", help="skip the layout check")
+    ap.add_argument("--skip-invalid", action="store_true",
+                    help="drop the videos the layout check finds invalid (listed) and go on")  # fmt: skip
     ap.add_argument("--no-progress", action="store_true")
     return ap
 
@@ -340,11 +349,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         summary = prepare(dataset, detector, make_linker, args.cache_dir,
-                          check=not args.no_check, progress=progress)  # fmt: skip
+                          check=not args.no_check, progress=progress,
+                          skip_invalid=args.skip_invalid)  # fmt: skip
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    if summary.report is not None and not summary.report.ok:
+    if summary.report is not None and not summary.report.ok and not summary.tubes:
         print(
             f"\n{len(summary.report.problems)} layout problems: fix them (see above) and run "
             "again, or pass --no-check",

@@ -28,6 +28,8 @@ from wsal import runs, viz
 from wsal.app.stages import build_linker
 from wsal.atomic import atomic_write_json
 from wsal.data.annotations import DatasetIndex
+from wsal.data.datasets import PreparedDataset
+from wsal.data.validate import check_dataset
 from wsal.evaluation import GroundTruth, pr_curves
 from wsal.evaluation.bounds import true_class_detections
 from wsal.evaluation.results import EvaluationSpec, evaluate, print_summary
@@ -39,7 +41,7 @@ from wsal.structures import TubeDetections, Tubes
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Trainers", "build_loggers", "evaluate_saved", "run", "write_results"]
+__all__ = ["Trainers", "build_loggers", "evaluate_saved", "prepare_checked", "run", "write_results"]
 
 
 def build_loggers(cfg: DictConfig, wandb_id: str | None = None) -> list:
@@ -119,7 +121,7 @@ def run(
 
     # video -> detections -> linking -> tubes (cached per dataset, detector and linker)
     t = time.perf_counter()
-    prepared = dataset.prepare()
+    prepared = prepare_checked(dataset)
     link_tubes = functools.partial(
         link_cached, detector=detector, linker=linker, cache_dir=cache_dir
     )
@@ -191,12 +193,26 @@ def run(
     return res
 
 
+def prepare_checked(dataset: Any) -> PreparedDataset:
+    """``dataset.prepare()``, then every video checked before any work on it
+    (:func:`wsal.data.validate.check_dataset`) unless the source says ``validate=False``; with
+    ``skip_invalid`` the invalid videos are dropped (and listed) instead of stopping the run."""
+    prepared = dataset.prepare()
+    if not getattr(dataset, "validate", False):
+        return prepared
+    return check_dataset(
+        prepared,
+        frame_pattern=getattr(dataset, "frame_pattern", None),
+        skip_invalid=bool(getattr(dataset, "skip_invalid", False)),
+    )
+
+
 def evaluate_saved(
     cfg: DictConfig, detections: str | os.PathLike, spec: EvaluationSpec
 ) -> dict[str, Any]:
     """Evaluate a saved detections file against the run's dataset (``cfg``: the run's config),
     proposal recall from the run's cached tubes; nothing is trained or predicted."""
-    prepared = instantiate(cfg.dataset).prepare()
+    prepared = prepare_checked(instantiate(cfg.dataset))
     tubes = link_cached(
         prepared,
         detector=instantiate(cfg.detector),

@@ -127,12 +127,16 @@ class DatasetIndex:
         further splits are ``train2``/``test2``, ``train3``/``test3`` (J-HMDB).
     videos: video id -> VideoInfo.
     root: folder that ``VideoInfo.path`` is relative to (None when unknown).
+    excluded: video ids left out of ``videos`` and ``splits`` by the dataset check
+        (``skip_invalid``, :func:`wsal.data.validate.check_dataset`): their rows in a detections
+        file are ignored rather than unknown.
     """
 
     labels: list[str]
     splits: dict[str, list[str]]
     videos: dict[str, VideoInfo]
     root: Path | None = None
+    excluded: list[str] = field(default_factory=list)
 
     def split(self, name: str | int) -> list[str]:
         """Video ids of a split by name, or by index (``2`` -> ``test2``, ``1`` -> ``test``)."""

@@ -177,7 +177,9 @@ class SynthActors:
     which are ``trimmed``); the other keyword arguments are
     :class:`wsal.data.synthactors.SynthConfig` fields applied on top. The config is built and
     checked here (a bad preset name or field fails before anything is generated); the folder is
-    regenerated when it changes (its ``meta.json`` holds its hash).
+    regenerated when it changes (its ``meta.json`` holds its hash). ``validate`` /
+    ``skip_invalid``: what the route does with the prepared dataset
+    (:func:`wsal.data.validate.check_dataset`).
     """
 
     name = "synthactors"
@@ -190,8 +192,11 @@ class SynthActors:
         workers: int = 2,
         progress: bool = True,
         preset: str | None = None,
+        validate: bool = True,
+        skip_invalid: bool = False,
         **config: object,
     ) -> None:
+        self.validate, self.skip_invalid = validate, skip_invalid
         self.root = Path(root)
         self.workers = workers
         self.progress = progress
@@ -240,6 +245,8 @@ class StandardDataset:
         split_list / testlist: the UCF Sports split list / UCF101-24 test list when the
             annotation file needs one (default: beside it).
         actors: detector classes of the actors of interest (default: the spec's, person).
+        validate, skip_invalid: what the route does with the prepared dataset
+            (:func:`wsal.data.validate.check_dataset`).
 
     Raises ``ValueError`` at construction for an unknown name or a split out of range.
     """
@@ -257,7 +264,10 @@ class StandardDataset:
         split_list: str | None = None,
         testlist: str | None = None,
         actors: tuple[str, ...] | list[str] | None = None,
+        validate: bool = True,
+        skip_invalid: bool = False,
     ) -> None:
+        self.validate, self.skip_invalid = validate, skip_invalid
         if name not in SPECS:
             raise ValueError(f"unknown standard dataset {name!r}; known: {sorted(SPECS)}")
         self.spec = SPECS[name]
@@ -328,7 +338,9 @@ class AnnotatedDataset:
     file's folder for wsal JSON. ``split`` (1-based) is exposed as ``train``/``test`` when the
     file has several (``train{i}``/``test{i}``). ``frame_pattern`` is the frame file names of frame
     folders for the layout checks (None: any image files in sorted order); ``actors`` the
-    detector classes of the actors of interest. Bring your own: docs/datasets/custom.md.
+    detector classes of the actors of interest; ``validate`` / ``skip_invalid``: what the route
+    does with the prepared dataset (:func:`wsal.data.validate.check_dataset`). Bring your own:
+    docs/datasets/custom.md.
     """
 
     def __init__(
@@ -340,7 +352,10 @@ class AnnotatedDataset:
         split: int | None = None,
         frame_pattern: str | None = None,
         actors: tuple[str, ...] | list[str] = ("person",),
+        validate: bool = True,
+        skip_invalid: bool = False,
     ) -> None:
+        self.validate, self.skip_invalid = validate, skip_invalid
         if not annotations and not root:
             raise ValueError(
                 f"dataset {name!r}: give dataset.root (holding annotations.json) or "

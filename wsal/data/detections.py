@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +48,7 @@ def load_detections(
     path: str | os.PathLike,
     num_frames: Mapping[str, int] | None = None,
     frame_size: Mapping[str, tuple[int, int]] | None = None,
+    ignore: Collection[str] = (),
 ) -> dict[str, Detections]:
     """Read a detections file or folder into one :class:`Detections` per video.
 
@@ -58,6 +59,8 @@ def load_detections(
         frame_size: video id -> ``(width, height)`` in pixels. When given, boxes are clipped to
             ``[0, width] x [0, height]`` (one warning per file says how many rows were clipped) and
             an unknown video id is an error.
+        ignore: video ids whose rows are left out (videos the dataset check dropped:
+            :attr:`DatasetIndex.excluded`); not an unknown id, their frames not checked.
 
     Returns:
         video id -> Detections, ordered by video id; the rows of each video sorted by frame
@@ -78,7 +81,8 @@ def load_detections(
     files = sorted(path.glob("*.npz")) if path.is_dir() else [path]
     for file in files:
         default_video = file.name[: -len(".npz")].replace("__", "/") if path.is_dir() else None
-        for video, dets in _load_file(file, default_video, num_frames, frame_size).items():
+        loaded = _load_file(file, default_video, num_frames, frame_size, frozenset(ignore))
+        for video, dets in loaded.items():
             if video in out:
                 raise DetectionsFormatError(
                     f"{file}: video {video!r} is also in {source[video]} (one file per video)"
@@ -93,8 +97,10 @@ def _load_file(
     default_video: str | None,
     num_frames: Mapping[str, int] | None,
     frame_size: Mapping[str, tuple[int, int]] | None,
+    ignore: frozenset[str] = frozenset(),
 ) -> dict[str, Detections]:
-    """Read and check one file; ``default_video`` names its rows when it has no video column."""
+    """Read and check one file; ``default_video`` names its rows when it has no video column;
+    the rows of the videos in ``ignore`` are left out."""
     try:
         with np.load(file, allow_pickle=False) as z:
             names = set(z.files)
@@ -172,6 +178,8 @@ def _load_file(
 
     # ---- group rows by video, each sorted by frame (stable)
     groups = _group_rows(video, frame)  # {video: original rows sorted by frame}, ids sorted
+    for v in ignore:
+        groups.pop(v, None)
     index = num_frames if num_frames is not None else frame_size
     if index is not None:
         unknown = [v for v in groups if v not in index]

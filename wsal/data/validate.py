@@ -24,7 +24,10 @@ formats are read with :func:`wsal.data.annotations.load_index`, whose first erro
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import hashlib
 import json
+import logging
 import os
 import pickle
 import sys
@@ -35,9 +38,20 @@ from pathlib import Path
 import numpy as np
 
 from wsal.data.annotations import DatasetIndex, GTTube, VideoInfo, load_index
+from wsal.data.datasets import PreparedDataset
 from wsal.data.video import IMAGE_EXTENSIONS, VideoError, VideoReader
 
-__all__ = ["Problem", "ValidationReport", "validate_annotations", "validate_index", "main"]
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "InvalidDatasetError",
+    "Problem",
+    "ValidationReport",
+    "check_dataset",
+    "validate_annotations",
+    "validate_index",
+    "main",
+]
 
 KINDS = (
     "annotation",
@@ -388,6 +402,79 @@ def validate_annotations(
         box_tolerance=box_tolerance,
         progress=progress,
         report=report,
+    )
+
+
+class InvalidDatasetError(ValueError):
+    """A dataset with problems (:class:`ValidationReport`) found before any work on it."""
+
+    def __init__(self, message: str, report: ValidationReport) -> None:
+        super().__init__(message)
+        self.report = report
+
+
+def check_dataset(
+    prepared: PreparedDataset,
+    *,
+    frame_pattern: str | None = None,
+    skip_invalid: bool = False,
+    key: str = "dataset",
+    report: ValidationReport | None = None,
+) -> PreparedDataset:
+    """Check every video of a prepared dataset (:func:`validate_index`: media, frame counts,
+    sizes, GT boxes) before anything is detected, linked or trained on it.
+
+    Clean: ``prepared`` is returned as it is. Problems: :class:`InvalidDatasetError` listing every
+    one (each naming its video and file), unless ``skip_invalid``: then the videos with a problem
+    are dropped from the index and its splits, a warning lists them, and the returned dataset's
+    ``cache_key`` says which were dropped (tubes and features cached for the whole dataset are
+    never read for the subset). Problems of the annotation file as a whole cannot be skipped.
+    ``key`` is the config group named in the messages; ``report``: the index's report when the
+    caller has it already (not checked again). Cost: video files are opened and their
+    first frame decoded; frame folders are listed and one image read (never a whole video).
+    """
+    index = prepared.index
+    if report is None:
+        report = validate_index(
+            index,
+            frame_pattern=frame_pattern,
+            report=ValidationReport(f"{key} {prepared.name} ({index.root})"),
+        )
+    if report.ok:
+        return prepared
+    bad = sorted({p.video for p in report.problems if p.video is not None})
+    file_wide = [p for p in report.problems if p.video is None]
+    if not skip_invalid or file_wide:
+        hint = (
+            "fix the annotation file"
+            if file_wide
+            else f"fix them, or set {key}.skip_invalid=true to drop the {len(bad)} invalid videos"
+        )
+        raise InvalidDatasetError(
+            f"{report.format()}\n{key} {prepared.name}: {len(report.problems)} problems in "
+            f"{len(bad)} videos; {hint} ({key}.validate=false skips this check)",
+            report,
+        )
+    drop = set(bad)
+    kept = DatasetIndex(
+        index.labels,
+        {name: [v for v in vs if v not in drop] for name, vs in index.splits.items()},
+        {v: info for v, info in index.videos.items() if v not in drop},
+        index.root,
+        excluded=[*index.excluded, *bad],
+    )
+    log.warning(
+        "%s %s: dropping %d invalid videos (%s.skip_invalid=true): %s\n%s",
+        key,
+        prepared.name,
+        len(bad),
+        key,
+        ", ".join(bad),
+        report.format(),
+    )
+    tag = hashlib.sha1("\n".join(bad).encode()).hexdigest()[:8]
+    return dataclasses.replace(
+        prepared, index=kept, cache_key=f"{prepared.cache_key}-skip{len(bad)}-{tag}"
     )
 
 

@@ -17,12 +17,15 @@ torch and Lightning are imported only when a torchvision or HOG detector runs.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from wsal.atomic import file_lock
 from wsal.data.annotations import DatasetIndex
 from wsal.data.detections import load_detections
 from wsal.detection.hog import HOG_DEFAULTS, HogPeople
@@ -69,7 +72,10 @@ def _read_store(path: Path, index: DatasetIndex) -> dict[str, Detections]:
         if info.width and info.height
     }
     dets = load_detections(
-        path, num_frames=nframes, frame_size=sizes if len(sizes) == len(nframes) else None
+        path,
+        num_frames=nframes,
+        frame_size=sizes if len(sizes) == len(nframes) else None,
+        ignore=index.excluded,  # videos the dataset check dropped
     )
     return {v: dets.get(v, Detections.empty(nframes[v])) for v in index.videos}
 
@@ -118,18 +124,26 @@ class _PredictDetector:
         out = Path(out) if out is not None else self.output_path(index, videos)
         if out.exists():
             return out
-        jobs = jobs_from_index(index, videos)
-        meta = {"detector": self.name, **self.params(), "videos": len(jobs)}
-        return run_detection(
-            jobs,
-            self.build_module(),
-            out,
-            batch_frames=self.batch_frames,
-            num_workers=self.num_workers,
-            progress=self.progress,
-            meta=meta,
-            **self._run_kwargs(),
-        )
+        # one process detecting alone: concurrent runs detect once, the others wait and read it
+        # (several devices or ranks share the work through the shards; a lock would block them)
+        alone = (getattr(self, "devices", 1) or 1) == 1 and int(
+            os.environ.get("WORLD_SIZE", 1)
+        ) == 1
+        with file_lock(out, "detections") if alone else contextlib.nullcontext():
+            if out.exists():
+                return out
+            jobs = jobs_from_index(index, videos)
+            meta = {"detector": self.name, **self.params(), "videos": len(jobs)}
+            return run_detection(
+                jobs,
+                self.build_module(),
+                out,
+                batch_frames=self.batch_frames,
+                num_workers=self.num_workers,
+                progress=self.progress,
+                meta=meta,
+                **self._run_kwargs(),
+            )
 
     def load(self, index: DatasetIndex, default: Path | None = None) -> dict[str, Detections]:
         """Detections of every video of ``index`` (detected first on a cache miss; ``default``,

@@ -27,6 +27,7 @@ Video descriptors (``viddesc__<dataset>__<extractor>__fps<fps>.npz``: ``video st
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -43,7 +44,7 @@ from typing import Protocol
 import numpy as np
 from tqdm import tqdm
 
-from wsal.atomic import atomic_path, atomic_write_json
+from wsal.atomic import atomic_path, atomic_write_json, file_lock
 from wsal.data.annotations import DatasetIndex
 from wsal.data.video import VideoError, VideoReader
 from wsal.structures import Detections, atomic_savez
@@ -353,6 +354,18 @@ def _all_chunks_written(chunk_dir: Path, jobs: Sequence[VideoJob]) -> bool:
     return True
 
 
+def _build_lock(
+    artifact: Path, extractor: BoxFeatureExtractor, what: str
+) -> contextlib.AbstractContextManager:
+    """The lock that makes concurrent runs build ``artifact`` once (:func:`wsal.atomic.file_lock`)
+    when this process extracts alone; none under DDP or a multi-device extractor, whose ranks
+    already share the work through the chunks and rank 0's commit (a lock would stop a rank
+    before the barrier that rank 0 waits at)."""
+    if _rank_world()[1] > 1 or (getattr(extractor, "devices", 1) or 1) != 1:
+        return contextlib.nullcontext()
+    return file_lock(artifact, what)
+
+
 # ------------------------------------------------------------------------------------ the store
 class BoxFeatures:
     """A memory-mapped box-feature store: ``store[video] -> float32 [N_v, D]`` (a read-only
@@ -552,8 +565,27 @@ def extract_box_features(
 
     Resumable: each finished video is a chunk file; a rerun after a crash computes only the rest.
     Under DDP every rank calls this; the extractor shards the videos, rank 0 assembles, the others
-    wait for its commit.
+    wait for its commit. Concurrent single-process runs sharing ``cache_dir`` extract once
+    (:func:`wsal.atomic.file_lock`): the others wait and read the store.
     """
+    stem = box_feature_key(extractor, dataset_key, detector_key)
+    with _build_lock(Path(cache_dir) / stem, extractor, "box features"):
+        return _extract_box_features(
+            extractor, index, dets, cache_dir, dataset_key, detector_key, videos, progress
+        )
+
+
+def _extract_box_features(
+    extractor: BoxFeatureExtractor,
+    index: DatasetIndex,
+    dets: Mapping[str, Detections],
+    cache_dir: str | os.PathLike,
+    dataset_key: str,
+    detector_key: str,
+    videos: Sequence[str] | None,
+    progress: bool,
+) -> BoxFeatures:
+    """:func:`extract_box_features` (with its lock held when one process extracts)."""
     videos = list(dets) if videos is None else list(videos)
     for v in videos:
         if v not in dets:
@@ -628,6 +660,23 @@ def extract_video_descriptors(
     features, L2-normalised): video -> float32 ``[D_g]``, for ``videos`` (default: all of
     ``index``). Frames: :func:`sample_frame_ids` at ``fps``. Cached in
     ``viddesc__<dataset>__<extractor>__fps<fps>.npz`` (resumable through per-video chunks)."""
+    stem = f"viddesc__{dataset_key}__{extractor.name}-{extractor.cache_key()}__fps{fps:g}"
+    with _build_lock(Path(cache_dir) / stem, extractor, "video descriptors"):
+        return _extract_video_descriptors(
+            extractor, index, cache_dir, dataset_key, fps, videos, progress
+        )
+
+
+def _extract_video_descriptors(
+    extractor: BoxFeatureExtractor,
+    index: DatasetIndex,
+    cache_dir: str | os.PathLike,
+    dataset_key: str,
+    fps: float,
+    videos: Sequence[str] | None,
+    progress: bool,
+) -> dict[str, np.ndarray]:
+    """:func:`extract_video_descriptors` (with its lock held when one process extracts)."""
     videos = list(index.videos) if videos is None else list(videos)
     for v in videos:
         if v not in index.videos:

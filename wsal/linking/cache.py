@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from wsal.atomic import file_lock, remove_stale_temps
 from wsal.data.datasets import PreparedDataset
 from wsal.linking.base import Linker, link
 from wsal.structures import TubeDetections, Tubes, atomic_savez
@@ -95,7 +96,8 @@ def link_cached(
     ``detector`` is a detector backend (``name``, ``cache_key(default)``, ``load(index,
     default)``: :mod:`wsal.detection.backends`). The cache key holds the dataset's, the
     detector's and the linker's keys (and the video list when given), so changing any parameter
-    that shapes the tubes links again. Detections are only read on a miss.
+    that shapes the tubes links again. Detections are only read on a miss. Concurrent calls
+    for one cache file link once (:func:`wsal.atomic.file_lock`): the others wait and read it.
     """
     index = prepared.index
     key = (
@@ -106,15 +108,17 @@ def link_cached(
         key += "__v-" + hashlib.sha1("\n".join(videos).encode()).hexdigest()[:10]
     path = Path(cache_dir) / f"tubes__{key}.npz"
     nframes = {v: info.nframes for v, info in index.videos.items()}
-    if path.exists():
-        log.info("tubes from cache %s", path)
-        return _load_tubes(path, nframes)
-    dets = detector.load(index, prepared.detections)
-    if videos is not None:
-        dets = {v: dets[v] for v in videos}
-    tubes = link(linker, dets, index)
-    _save_tubes(path, tubes)
-    return tubes
+    with file_lock(path, "tubes"):  # concurrent runs link once; the others wait and read it
+        if path.exists():
+            log.info("tubes from cache %s", path)
+            return _load_tubes(path, nframes)
+        remove_stale_temps(path.parent, path.name)  # a killed write's leftovers
+        dets = detector.load(index, prepared.detections)
+        if videos is not None:
+            dets = {v: dets[v] for v in videos}
+        tubes = link(linker, dets, index)
+        _save_tubes(path, tubes)
+        return tubes
 
 
 def tubes_to_detections(videos: Sequence[str], tubes: Mapping[str, Tubes]) -> TubeDetections:

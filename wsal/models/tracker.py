@@ -39,7 +39,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from wsal.atomic import atomic_write_json
+from wsal.atomic import atomic_write_json, file_lock
 from wsal.data.annotations import DatasetIndex, load_index, read_wsal_json
 from wsal.data.synthactors import ensure_synthactors
 from wsal.data.video import read_frames
@@ -494,13 +494,15 @@ def ensure_tracker(
     path = default_tracker_path(root, cache_dir, config=cfg, train=tr)
     if path.is_file():
         return path
-
-    log.warning("training the default SiamFC tracker on %s (first use) -> %s", root, path)
-    index = read_wsal_json(root / "annotations.json", root)
-    key = _tracker_key(root, cfg, tr)
-    return train_tracker(
-        index, "train", path, config=cfg, train=tr, progress=progress, extra={"key": key}
-    )
+    with file_lock(path, "the default tracker"):  # concurrent runs train it once
+        if path.is_file():
+            return path
+        log.warning("training the default SiamFC tracker on %s (first use) -> %s", root, path)
+        index = read_wsal_json(root / "annotations.json", root)
+        key = _tracker_key(root, cfg, tr)
+        return train_tracker(
+            index, "train", path, config=cfg, train=tr, progress=progress, extra={"key": key}
+        )
 
 
 #: The trackers :func:`default_tracker_checkpoint` makes.

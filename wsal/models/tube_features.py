@@ -28,6 +28,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from wsal.atomic import file_lock
 from wsal.features.cnn import state_digest
 from wsal.nets.actor_attention import ActorAttentionNet
 from wsal.structures import atomic_savez
@@ -99,27 +100,34 @@ def cached_tube_features(
     }
     digest = hashlib.sha1(json.dumps(full, sort_keys=True, default=str).encode()).hexdigest()[:12]
     path = Path(cache_dir) / f"tubefeat__{digest}.npz"
-    if path.exists():
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                cached = {k: z[k] for k in _KEYS}
-            if len(cached["label"]) == len(videos):
-                log.info("tube features from cache %s", path)
-                return cached
-            log.warning(
-                "%s holds %d videos, expected %d: recomputing",
-                path,
-                len(cached["label"]),
-                len(videos),
-            )
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:  # truncated
-            log.warning("unreadable tube-feature cache %s (%s): recomputing", path, err)
-        path.unlink(missing_ok=True)
-    data = extract_tube_features(net, loader, len(videos), device, progress)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_savez(path, **data)
-    log.info("tube features of %d videos cached in %s", len(videos), path)
-    return data
+    with file_lock(path, "tube features"):  # concurrent runs extract once
+        if path.exists():
+            try:
+                with np.load(path, allow_pickle=False) as z:
+                    cached = {k: z[k] for k in _KEYS}
+                if len(cached["label"]) == len(videos):
+                    log.info("tube features from cache %s", path)
+                    return cached
+                log.warning(
+                    "%s holds %d videos, expected %d: recomputing",
+                    path,
+                    len(cached["label"]),
+                    len(videos),
+                )
+            except (
+                OSError,
+                ValueError,
+                KeyError,
+                EOFError,
+                zipfile.BadZipFile,
+            ) as err:  # truncated
+                log.warning("unreadable tube-feature cache %s (%s): recomputing", path, err)
+            path.unlink(missing_ok=True)
+        data = extract_tube_features(net, loader, len(videos), device, progress)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_savez(path, **data)
+        log.info("tube features of %d videos cached in %s", len(videos), path)
+        return data
 
 
 class _Videos(Dataset):

@@ -20,6 +20,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from wsal.atomic import file_lock, remove_stale_temps, temp_tag
 from wsal.data.annotations import DatasetIndex, GTTube, VideoInfo, write_wsal_json
 from wsal.data.synthactors.config import (
     CLASSES,
@@ -179,14 +180,26 @@ def generate(
     ``out_dir`` intact until the new one is complete). An existing ``out_dir`` that is not a
     SynthActors dataset and not empty is refused rather than replaced. ``workers`` processes
     render the videos; the result does not depend on their number.
+
+    Concurrent generations of one ``out_dir`` run one after the other (a lock beside it,
+    :func:`wsal.atomic.file_lock`); a generation starts by deleting the temporary folders that
+    killed generations of ``out_dir`` left (:func:`wsal.atomic.remove_stale_temps`).
     """
-    cfg = config if config is not None else SynthConfig()
     out = Path(out_dir).absolute()
+    with file_lock(out, "SynthActors"):
+        return _generate(out, config, workers, progress)
+
+
+def _generate(out: Path, config: SynthConfig | None, workers: int, progress: bool) -> Path:
+    """:func:`generate` with the lock held."""
+    cfg = config if config is not None else SynthConfig()
     if out.exists() and not _is_synthactors(out) and (not out.is_dir() or any(out.iterdir())):
         raise FileExistsError(f"{out} exists and is not a SynthActors dataset; not replacing it")
     out.parent.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    # folders that killed generations of this dataset left (their process is gone)
+    remove_stale_temps(out.parent, out.name, older_than=time.time())
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.{temp_tag()}-", dir=out.parent))
     try:
         umask = os.umask(0)
         os.umask(umask)
@@ -301,7 +314,7 @@ def _publish(tmp: Path, out: Path) -> None:
     if not out.exists():
         os.rename(tmp, out)
         return
-    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old{temp_tag()[3:]}-", dir=out.parent))
     os.rmdir(old)
     os.rename(out, old)
     try:
@@ -322,9 +335,15 @@ def ensure_synthactors(
 
     A dataset already there is reused when its ``meta.json`` has this :data:`GENERATOR_VERSION`
     and :func:`config_hash` and its files exist; otherwise it is regenerated (atomically).
+    Concurrent calls on one ``root`` generate it once: the others wait for the lock and reuse it.
     """
     cfg = config if config is not None else SynthConfig()
     root = Path(root).absolute()
+    with file_lock(root, "SynthActors"):  # concurrent runs: one generates, the others reuse
+        return _ensure(root, cfg, workers, progress)
+
+
+def _ensure(root: Path, cfg: SynthConfig, workers: int, progress: bool) -> Path:
     try:
         meta = json.loads((root / "meta.json").read_text())
         fresh = (
@@ -337,4 +356,4 @@ def ensure_synthactors(
         fresh = False
     if fresh:
         return root
-    return generate(root, cfg, workers=workers, progress=progress)
+    return generate(root, cfg, workers=workers, progress=progress)  # the lock is re-entrant
