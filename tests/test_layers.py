@@ -17,6 +17,7 @@ ROOT = Path(__file__).resolve().parents[1] / "wsal"
 
 #: bottom to top: a module may import its own layer and the layers before it
 LAYERS = (
+    "errors",
     "atomic",
     "configs",
     "tube_ops",

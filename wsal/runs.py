@@ -33,6 +33,7 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from wsal.atomic import atomic_write_json
+from wsal.errors import InputError
 
 __all__ = [
     "IGNORED_KEYS",
@@ -82,7 +83,7 @@ IGNORED_KEYS: tuple[str, ...] = (
 )
 
 
-class CorruptCheckpointError(RuntimeError):
+class CorruptCheckpointError(InputError, RuntimeError):
     """A checkpoint that cannot be read: never silently replaced by a fresh start."""
 
 

@@ -36,6 +36,7 @@ import numpy as np
 
 from wsal.data.annotations import DatasetIndex, GTTube, VideoInfo, load_index
 from wsal.data.video import IMAGE_EXTENSIONS, VideoError, VideoReader
+from wsal.errors import cli_main
 
 __all__ = ["Problem", "ValidationReport", "validate_annotations", "validate_index", "main"]
 
@@ -391,6 +392,7 @@ def validate_annotations(
     )
 
 
+@cli_main
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="python -m wsal.data.validate",

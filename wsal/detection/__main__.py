@@ -26,6 +26,7 @@ from pathlib import Path
 
 from wsal.data.annotations import load_index, read_wsal_json
 from wsal.detection.backends import TorchvisionDetector
+from wsal.errors import cli_main
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -70,6 +71,7 @@ def _devices(text: str) -> int | str | list[int]:
     return int(text)
 
 
+@cli_main
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")

@@ -46,6 +46,7 @@ from tqdm import tqdm
 from wsal.atomic import atomic_path, atomic_write_json
 from wsal.data.annotations import DatasetIndex
 from wsal.data.video import VideoError, VideoReader
+from wsal.errors import InputError
 from wsal.structures import Detections, atomic_savez
 
 __all__ = [
@@ -73,7 +74,7 @@ _NORM_TOL = 1e-3  # |norm - 1| allowed for a normalised float32 row
 _WAIT_S = 6 * 3600.0  # how long ranks wait for each other on a multi-process extraction
 
 
-class FeatureStoreError(ValueError):
+class FeatureStoreError(InputError):
     """Features that do not fit their detections, or a cache that cannot be read; the message
     names the cache file and the video."""
 

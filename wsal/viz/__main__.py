@@ -36,6 +36,7 @@ from hydra.utils import instantiate
 
 from wsal import viz
 from wsal.data.annotations import DatasetIndex, load_index
+from wsal.errors import cli_main
 from wsal.evaluation.protocol import PROTOCOLS, GroundTruth, pr_curves
 from wsal.runs import load_run, read_results
 from wsal.structures import TubeDetections
@@ -188,6 +189,7 @@ def _source_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", help="output folder (default RUN_DIR/viz, or ./viz)")
 
 
+@cli_main
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m wsal.viz",
