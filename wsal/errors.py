@@ -7,18 +7,34 @@ and what is wrong with it. A CLI's ``main`` wrapped with :func:`cli_main` then e
 line on stderr and exit status 2; the traceback is shown only with ``--debug`` (anywhere on the
 command line) or ``HYDRA_FULL_ERROR=1``, so a bug is never hidden from whoever asks for it.
 ``FileNotFoundError`` counts as bad input too (a path given on the command line that is not
-there). Nothing heavy is imported here: the CLIs that start without torch stay so.
+there). Caches (tubes, box features, detection shards, tracker checkpoints) that cannot be read are
+not bad input but lost work: :func:`discard_unreadable` logs the file and why, and deletes it
+so that its writer builds it again; :func:`zip_problem` finds a cut ``.npz``/``.pt`` cheaply.
+
+Nothing heavy is imported here: the CLIs that start without torch stay so.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 import os
+import pickle
 import sys
+import zipfile
 from collections.abc import Callable, Sequence
 from typing import Any
 
-__all__ = ["InputError", "cli_main", "debug_requested", "error_line", "exit_on_input_error"]
+__all__ = [
+    "InputError",
+    "UNREADABLE",
+    "cli_main",
+    "debug_requested",
+    "discard_unreadable",
+    "error_line",
+    "exit_on_input_error",
+    "zip_problem",
+]
 
 
 class InputError(ValueError):
@@ -83,3 +99,50 @@ def cli_main(main: Callable[[list[str]], Any]) -> Callable[[Sequence[str] | None
             return 2
 
     return wrapped
+
+
+# ------------------------------------------------------------------------------ unreadable caches
+#: What reading a cut or corrupt cache file raises (numpy, zipfile, pickle, json; torch raises
+#: RuntimeError, caught by the caller that loads with torch).
+UNREADABLE: tuple[type[BaseException], ...] = (
+    OSError,
+    ValueError,
+    EOFError,
+    KeyError,
+    zipfile.BadZipFile,
+    pickle.UnpicklingError,
+)
+
+
+def zip_problem(path: str | os.PathLike, full: bool = False) -> str | None:
+    """Why the zip archive at ``path`` (an ``.npz``, a ``torch.save`` file) cannot be read, or
+    None. Cheap by default: the central directory (at the end of the file, so a cut file has
+    none) and every member's extent; ``full`` also reads every member and checks its CRC."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            size = os.path.getsize(path)
+            for info in z.infolist():
+                if info.header_offset + info.compress_size > size:
+                    return f"member {info.filename} runs past the end of the file"
+            if full:
+                bad = z.testzip()
+                if bad is not None:
+                    return f"member {bad} is corrupt (CRC mismatch)"
+    except (OSError, EOFError, zipfile.BadZipFile, ValueError) as e:
+        return f"{type(e).__name__}: {e}"
+    return None
+
+
+def discard_unreadable(
+    path: str | os.PathLike, why: BaseException | str, what: str, log: logging.Logger
+) -> None:
+    """Log (warning) that the cache file ``path`` (a ``what``, e.g. "tube cache") cannot be read
+    and why, and delete it, so that the caller builds it again."""
+    if isinstance(why, BaseException):
+        lines = str(why).strip().splitlines()
+        why = f"{type(why).__name__}: {lines[0] if lines else ''}"
+    log.warning("%s %s cannot be read (%s): deleting it and building it again", what, path, why)
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass

@@ -291,10 +291,11 @@ def check_detections(
 
     Refused with :class:`DetectionError` (naming the first bad detection by index and video):
     a video not in ``gt.videos`` (unless ``ignore_unknown_videos``, which drops and counts them),
-    a tube frame that is negative, not an integer, or ``>= nframes`` of its video, a box with
-    ``x2 < x1`` or ``y2 < y1``. Non-finite boxes and scores are refused by ``TubeDetections``
-    itself. Frames are checked at each tube's first and last row: a tube whose frames are not
-    strictly increasing is refused when its gaps are filled.
+    a tube whose first frame is negative or whose last frame is ``>= nframes`` of its video, a
+    first or last frame that is not an integer, a box with ``x2 < x1`` or ``y2 < y1``.
+    Non-finite boxes and scores are refused by ``TubeDetections`` itself. Frames are checked at
+    each tube's ends only (O(tubes), not O(boxes)): a tube whose frames are not strictly
+    increasing is refused when its gaps are filled, so its ends bound all its frames.
 
     Returns ``(dets of evaluated videos, vpos int64[N'] their position in gt.videos, number of
     detections ignored)``.
@@ -351,24 +352,41 @@ def check_detections(
                 f"(nframes {nf[i]}, frames are 0-based)"
             ),
         )
-    rows = dets.rows
-    # one pass over the M rows: non-integer frames and inverted boxes
-    bad_row = (rows[:, 0] != np.floor(rows[:, 0])) | (rows[:, 3] < rows[:, 1])
-    bad_row |= rows[:, 4] < rows[:, 2]
-    if bad_row.any():
+    fail(
+        (first != np.floor(first)) | (last != np.floor(last)),
+        lambda i: f"frames {first[i]:g}..{last[i]:g} are not integers",
+    )
+    bad_row = _inverted_rows(dets.rows)
+    if bad_row is not None:
+        r0 = int(np.nonzero(bad_row)[0][0])
         tube_of = np.searchsorted(dets.offsets, np.nonzero(bad_row)[0], side="right") - 1
         mask = np.zeros(n, bool)
         mask[tube_of] = True
-        r0 = int(np.nonzero(bad_row)[0][0])
-        row = rows[r0]
-        what = (
-            f"frame {row[0]:g} is not an integer"
-            if row[0] != np.floor(row[0])
-            else f"box [{row[1]:g}, {row[2]:g}, {row[3]:g}, {row[4]:g}] at frame {row[0]:g} has "
-            "x2 < x1 or y2 < y1 (boxes are [x1, y1, x2, y2])"
+        f, x1, y1, x2, y2 = dets.rows[r0]
+        fail(
+            mask,
+            lambda i: (
+                f"box [{x1:g}, {y1:g}, {x2:g}, {y2:g}] at frame {f:g} has x2 < x1 or "
+                "y2 < y1 (boxes are [x1, y1, x2, y2])"
+            ),
         )
-        fail(mask, lambda i: what)
     return dets, vpos, n_ignored
+
+
+def _inverted_rows(rows: np.ndarray, block: int = 1 << 13) -> np.ndarray | None:
+    """``bool[M]`` rows of ``rows float[M, 5]`` whose box has ``x2 < x1`` or ``y2 < y1``, or None
+    when there is none. In blocks of rows that stay in cache: the columns of a row-major
+    ``[M, 5]`` array are strided, and two whole-column passes cost ~20% more (16.5M rows)."""
+    m = rows.shape[0]
+    bad = np.empty(m, bool)  # [M]
+    tmp = np.empty(block, bool)
+    for a in range(0, m, block):
+        r = rows[a : a + block]  # [b, 5]
+        o, t = bad[a : a + block], tmp[: r.shape[0]]
+        np.less(r[:, 3], r[:, 1], out=o)
+        np.less(r[:, 4], r[:, 2], out=t)
+        o |= t
+    return bad if bad.any() else None
 
 
 # ----------------------------------------------------------------------------------- preparation

@@ -43,6 +43,7 @@ from wsal.atomic import atomic_write_json
 from wsal.data.annotations import DatasetIndex, load_index, read_wsal_json
 from wsal.data.synthactors import ensure_synthactors
 from wsal.data.video import read_frames
+from wsal.errors import discard_unreadable, zip_problem
 from wsal.linking.actor import pretrained_tracker_checkpoint
 from wsal.linking.siamfc import (
     SiamFCConfig,
@@ -493,7 +494,10 @@ def ensure_tracker(
     tr = train if train is not None else TrackerTrainConfig()
     path = default_tracker_path(root, cache_dir, config=cfg, train=tr)
     if path.is_file():
-        return path
+        why = zip_problem(path, full=True)  # a cut or corrupt checkpoint is trained again
+        if why is None:
+            return path
+        discard_unreadable(path, why, "tracker checkpoint", log)
 
     log.warning("training the default SiamFC tracker on %s (first use) -> %s", root, path)
     index = read_wsal_json(root / "annotations.json", root)
