@@ -20,6 +20,7 @@ LAYERS = (
     "errors",
     "atomic",
     "configs",
+    "targets",
     "tube_ops",
     "structures",
     "runs",

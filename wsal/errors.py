@@ -69,6 +69,11 @@ def error_line(err: BaseException) -> str:
     else:
         text = str(err.args[0]) if len(err.args) == 1 else str(err)  # KeyError's repr quotes
     text = " ".join(text.split())  # one line, however the message was wrapped
+    if isinstance(err, FileNotFoundError | IsADirectoryError):
+        # "detections file not found: <path>" -> "<path>: detections file not found"
+        what, sep, tail = text.rpartition(": ")
+        if sep and " " not in tail and ("/" in tail or "." in tail):
+            text = f"{tail}: {what}"
     return f"error: {text}"
 
 
