@@ -160,6 +160,15 @@ def test_unknown_videos_ignored_only_when_asked_and_counted(gt_files, tmp_path):
     assert res_json["ignored_unknown_videos"] == 3 and res_json["iou"]["0.5"]["mAP"] == 1.0
 
 
+def test_unknown_split_one_line_naming_the_gt(gt_files, tmp_path, capsys):
+    index, gt_path = gt_files
+    TubeDetections.from_list(perfect_dets(index)).save(tmp_path / "d.npz")
+    args = ["--gt", str(gt_path), "--detections", str(tmp_path / "d.npz"), "--split", "val"]
+    assert eval_main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {gt_path}: --split val: unknown split 'val'")
+
+
 @pytest.mark.parametrize("iou", [["1.5"], ["-1"], ["0"], ["0.5", "nan"]])
 def test_thresholds_outside_zero_one_are_refused(gt_files, tmp_path, iou, capsys):
     index, gt_path = gt_files

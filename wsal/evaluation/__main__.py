@@ -145,7 +145,10 @@ def main(argv: list[str] | None = None) -> int:
         raise InputError(f"--iou {' '.join(args.iou)} --nms {args.nms:g}: {e}") from e
     ignore = args.ignore_unknown_videos
     index = load_index(args.gt)
-    gt = GroundTruth.from_index(index, args.split)
+    try:
+        gt = GroundTruth.from_index(index, args.split)
+    except KeyError as e:  # an unknown --split
+        raise InputError(f"--split {args.split}: {e.args[0]}", args.gt) from e
     try:
         if is_frame_detections(args.detections):
             if not args.frame_ap:
