@@ -184,8 +184,13 @@ def test_thresholds_outside_zero_one_are_refused(gt_files, tmp_path, iou, capsys
 
 # -------------------------------------------------------------------------- bad input files
 class Evil:
+    """Unpickling this runs a shell command that writes ``marker``."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
     def __reduce__(self):
-        return (os.system, ("echo pwned > pwned.txt",))
+        return (os.system, (f"echo pwned > {self.marker}",))
 
 
 def write_bad(kind: str, folder: Path) -> Path:
@@ -193,7 +198,7 @@ def write_bad(kind: str, folder: Path) -> Path:
     index = gt_index()
     if kind == "unsafe GT pickle":
         p = folder / "gt-evil.pkl"
-        p.write_bytes(pickle.dumps({"gttubes": Evil(), "labels": ["a"]}))
+        p.write_bytes(pickle.dumps({"gttubes": Evil(folder / "pwned.txt"), "labels": ["a"]}))
     elif kind == "truncated GT pickle":
         p = folder / "gt-cut.pkl"
         p.write_bytes(pickle.dumps({"gttubes": {}, "labels": ["a"] * 40, "nframes": {}})[:25])
@@ -287,8 +292,9 @@ def test_error_line_is_one_line():
 
 
 def test_train_and_eval_py_bad_input_one_line_exit_2(tmp_path):
-    """eval.py on a folder that is not a run, train.py on a truncated GT pickle (through the
-    dataset): one ``error:`` line on stderr, exit 2, no traceback."""
+    """eval.py on a folder that is not a run, train.py on an unsafe GT pickle (through the
+    dataset): one ``error:`` line naming the file on stderr, exit 2, no traceback (train.py still
+    records the failure in its run folder)."""
     from tests.tiny import run_script
 
     env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
@@ -297,10 +303,23 @@ def test_train_and_eval_py_bad_input_one_line_exit_2(tmp_path):
     )
     assert r.returncode == 2, r.stderr[-2000:]
     assert "Traceback" not in r.stderr
-    assert (
-        r.stderr.strip().splitlines()[-1]
-        == f"error: {tmp_path / 'nope'}: not a run folder (no .hydra/config.yaml)"
+    last = r.stderr.strip().splitlines()[-1]
+    assert last == f"error: {tmp_path / 'nope'}: not a run folder (no .hydra/config.yaml)"
+    gt = write_bad("unsafe GT pickle", tmp_path)
+    r = run_script(
+        "train.py",
+        "dataset=custom",
+        f"dataset.annotations={gt}",
+        f"dataset.root={tmp_path}",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        f"paths.cache_dir={tmp_path / 'cache'}",
+        env=env,
     )
+    assert r.returncode == 2, r.stderr[-2000:]
+    assert "Traceback" not in r.stderr + r.stdout
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: {gt}: refusing to load posix.system")
+    assert (tmp_path / "run" / "failed.json").is_file() and not (tmp_path / "pwned.txt").exists()
 
 
 # ----------------------------------------------------------------------- unreadable caches
