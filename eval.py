@@ -23,16 +23,27 @@ from omegaconf import DictConfig, open_dict
 from wsal.app import route
 from wsal.atomic import atomic_write_json
 from wsal.configs import check_config  # also registers ${wsal.run_id:} for the output folder
+from wsal.errors import exit_on_input_error
 from wsal.evaluation.results import EvaluationSpec, print_summary
-from wsal.runs import check_checkpoint, load_run
+from wsal.runs import CONFIG_FILE, check_checkpoint, load_run
+from wsal.targets import check_targets
 
 log = logging.getLogger("wsal.eval")
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="eval")
 def main(cfg: DictConfig) -> float:
+    try:
+        return _main(cfg)
+    except Exception as e:  # bad input (a missing run, a corrupt checkpoint...): one line, exit 2
+        exit_on_input_error(e)
+        raise
+
+
+def _main(cfg: DictConfig) -> float:
     check_config(cfg)  # evaluation.*, ckpt: named by key before any work
     run = load_run(cfg.run_dir)  # FileNotFoundError unless a train.py run folder
+    check_targets(run.config, run.path / CONFIG_FILE)  # a run folder is data: before instantiating
     out = Path(HydraConfig.get().runtime.output_dir)
     ckpt = run.checkpoint(cfg.get("ckpt", "auto"))
     if ckpt is not None:  # rebuild: the route with the trained method loaded, not fitted

@@ -34,6 +34,7 @@ from pytorch_lightning.utilities import rank_zero_only
 from wsal import runs
 from wsal.app import route
 from wsal.configs import check_config  # also registers ${wsal.run_id:} for the run folder
+from wsal.errors import exit_on_input_error
 
 log = logging.getLogger("wsal.train")
 
@@ -75,6 +76,7 @@ def main(cfg: DictConfig) -> float:
         if multirun and not cfg.get("fail_fast", False):
             log.exception("run %s failed; the sweep goes on (see its failed.json)", run_dir)
             return float("nan")
+        exit_on_input_error(e)  # bad input: one line "error: <file>: ..." and exit 2
         raise
     if res is None:
         return float("nan")

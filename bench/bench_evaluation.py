@@ -45,6 +45,9 @@ def build_case(index, videos, tubes_per_class, seed=0, length=100):
                     f0 = int(np.clip(g.frames[0] + rng.integers(-15, 15), 0, max(nf - n, 0)))
                     idx = np.clip(np.arange(f0, f0 + n) - g.frames[0], 0, len(g.frames) - 1)
                     b = g.boxes[idx].astype(np.float64) + rng.normal(0, 4, (n, 4))
+                    # jitter may swap a thin box's sides; the evaluator refuses x2 < x1
+                    b[:, [0, 2]] = np.sort(b[:, [0, 2]], axis=1)
+                    b[:, [1, 3]] = np.sort(b[:, [1, 3]], axis=1)
                     s = rng.uniform(0.5, 1.0) if c == g.label else rng.uniform(0.0, 0.6)
                 else:
                     xy = rng.uniform(0, 240, 2)
@@ -74,7 +77,8 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     index = load_index(GT)
     videos = index.split("test")
-    dets_path = out / f"ucf101_dets_{args.tubes_per_class}.npz"
+    # v2: boxes with x2 >= x1, y2 >= y1 (the evaluator refuses inverted boxes)
+    dets_path = out / f"ucf101_dets_{args.tubes_per_class}_v2.npz"
     if not dets_path.exists():
         t = time.perf_counter()
         dets = build_case(index, videos, args.tubes_per_class)

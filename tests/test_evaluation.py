@@ -187,6 +187,9 @@ def random_case(rng, n_videos=6, n_labels=3, integer=True, max_dets=12):
                 rows = g[a : b + 1].astype(np.float64) + rng.normal(
                     0, rng.uniform(0, 8), (b - a + 1, 5)
                 ) * [0, 1, 1, 1, 1]
+                # jitter may swap the sides of a thin box; the evaluator refuses x2 < x1
+                rows[:, [1, 3]] = np.sort(rows[:, [1, 3]], axis=1)
+                rows[:, [2, 4]] = np.sort(rows[:, [2, 4]], axis=1)
             else:
                 f0 = int(rng.integers(0, 20))
                 rows = tube(f0, f0 + int(rng.integers(0, 10)), rng.uniform(0, 150, 4))

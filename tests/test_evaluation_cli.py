@@ -52,6 +52,9 @@ def noisy_dets(index, split="test", seed=0):
                 for _ in range(3):
                     r = t.rows().copy()
                     r[:, 1:] += rng.normal(0, 6, (len(r), 4))
+                    # jitter may swap a box's sides; the evaluator refuses x2 < x1
+                    r[:, [1, 3]] = np.sort(r[:, [1, 3]], axis=1)
+                    r[:, [2, 4]] = np.sort(r[:, [2, 4]], axis=1)
                     items.append((v, lab, float(rng.random()), r))
     return TubeDetections.from_list(items)
 

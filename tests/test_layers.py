@@ -17,8 +17,10 @@ ROOT = Path(__file__).resolve().parents[1] / "wsal"
 
 #: bottom to top: a module may import its own layer and the layers before it
 LAYERS = (
+    "errors",
     "atomic",
     "configs",
+    "targets",
     "tube_ops",
     "structures",
     "runs",

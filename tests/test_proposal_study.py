@@ -86,7 +86,7 @@ def test_coverage_bound_by_hand(prepared):
         assert coverage_bound(index, "test", tau) == pytest.approx(np.mean(np.array(cov) >= tau))
 
 
-def test_actor_cli_with_a_checkpoint(prepared, tmp_path):
+def test_actor_cli_with_a_checkpoint(prepared, tmp_path, capsys):
     """``python -m wsal.linking actor`` reads detections + annotations, tracks with a checkpoint
     (a random-init net here: the plumbing, not the tracking quality) and writes TubeDetections."""
     from wsal.linking.__main__ import main
@@ -106,8 +106,12 @@ def test_actor_cli_with_a_checkpoint(prepared, tmp_path):
         rows = td.select(np.flatnonzero(td.video == v))
         for i in range(len(rows)):  # whole-video tubes
             assert len(rows.tube(i)) == prepared.index.videos[v].nframes
+    capsys.readouterr()
+    assert main([*args[:-1], str(tmp_path / "missing.pt")]) == 2  # bad input: one line, exit 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "tracker checkpoint" in err and "missing.pt" in err
     with pytest.raises(FileNotFoundError, match="tracker checkpoint"):
-        main([*args[:-1], str(tmp_path / "missing.pt")])
+        main([*args[:-1], str(tmp_path / "missing.pt"), "--debug"])
 
 
 def test_study_linkers_come_from_the_configs(tmp_path, monkeypatch):

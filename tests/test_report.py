@@ -71,8 +71,11 @@ def test_orderings_that_fail_are_reported(tmp_path):
 
 
 def test_cli_and_empty_folder(tmp_path, capsys):
+    assert main(["stil", str(tmp_path)]) == 2  # bad input: one line naming the folder, exit 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and str(tmp_path) in err and "no results.json" in err
     with pytest.raises(FileNotFoundError, match="no results.json"):
-        main(["stil", str(tmp_path)])
+        main(["stil", str(tmp_path), "--debug"])  # the traceback on request
     _write(tmp_path, "stil", 0.2)
     assert main(["stil", str(tmp_path), "--out", str(tmp_path / "r")]) == 0
     assert "STIL study" in capsys.readouterr().out

@@ -8,6 +8,7 @@ hand: one red tube at a fixed box on every frame of each test video. Frames 0-ba
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import cv2
@@ -262,8 +263,12 @@ def test_pr_and_recall_commands(synth, index, dets_file, tmp_path, capsys):
     (tmp_path / "bare").mkdir()
     with pytest.raises(SystemExit, match="no results.json"):
         main(["recall", str(tmp_path / "bare")])
-    with pytest.raises(FileNotFoundError, match="not a run folder"):
-        main(["pr", str(tmp_path / "bare")])
+    capsys.readouterr()
+    assert main(["pr", str(tmp_path / "bare")]) == 2  # bad input: one line, exit 2
+    assert (
+        capsys.readouterr().err
+        == f"error: {tmp_path / 'bare'}: not a run folder (no .hydra/config.yaml)\n"
+    )
 
 
 def test_module_entry_points_run():
@@ -278,10 +283,13 @@ def test_module_entry_points_run():
         assert f"python -m {module}" in out and word in out
 
 
-def test_unreadable_results_json_is_an_error_naming_it(synth, tmp_path):
+def test_unreadable_results_json_is_an_error_naming_it(synth, tmp_path, capsys):
     run = tmp_path / "run"
     write_run(run, synth, synth.parent)
     (run / "results.json").write_text("{cut short")
     for cmd in ("recall", "pr"):
+        assert main([cmd, str(run)]) == 2  # bad input: one line naming the file, exit 2
+        err = capsys.readouterr().err
+        assert re.match(r"error: \S*run/results.json: unreadable", err) and err.count("\n") == 1
         with pytest.raises(ValueError, match=r"run/results.json: unreadable"):
-            main([cmd, str(run)])
+            main([cmd, str(run), "--debug"])  # the traceback on request

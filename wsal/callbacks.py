@@ -41,7 +41,7 @@ class EpochCheckpoint(Checkpoint):
             return
         self.dirpath.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(f".{self.filename}.{temp_tag()}")
-        trainer.save_checkpoint(tmp)
+        trainer.save_checkpoint(tmp, weights_only=False)  # the full state, to resume from
         if trainer.is_global_zero:
             os.replace(tmp, self.path)
 

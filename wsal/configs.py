@@ -30,6 +30,8 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from wsal.errors import InputError
+
 __all__ = [
     "CONF_ENV",
     "RULES",
@@ -134,8 +136,9 @@ def instantiate_stage(group: str, overrides: Sequence[str] = (), **kwargs: Any) 
 
 
 # ------------------------------------------------------------------------------- value checks
-class ConfigError(ValueError):
-    """A config value that cannot work, named by its full key: raised before any work."""
+class ConfigError(InputError):
+    """A config value that cannot work, named by its full key: raised before any work (bad
+    input: ``train.py``/``eval.py`` end with its one line and exit status 2)."""
 
 
 @dataclass(frozen=True)

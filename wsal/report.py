@@ -44,6 +44,7 @@ from omegaconf import DictConfig, OmegaConf
 from wsal import viz
 from wsal.atomic import atomic_write_json, atomic_write_text
 from wsal.data.annotations import DatasetIndex, load_index
+from wsal.errors import cli_main
 from wsal.runs import (
     CONFIG_FILE,
     SavedRun,
@@ -654,6 +655,7 @@ def _rel(path: Path, root: Path) -> str:
         return str(path)
 
 
+@cli_main
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["stil"]:

@@ -42,6 +42,7 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from wsal.atomic import atomic_write_json, pid_alive, remove_stale_temps
+from wsal.errors import InputError
 
 __all__ = [
     "IGNORED_KEYS",
@@ -55,6 +56,7 @@ __all__ = [
     "mark_killed",
     "find_resumable",
     "check_checkpoint",
+    "take_checkpoint",
     "resolve_resume",
     "SavedRun",
     "load_run",
@@ -94,7 +96,7 @@ IGNORED_KEYS: tuple[str, ...] = (
 )
 
 
-class CorruptCheckpointError(RuntimeError):
+class CorruptCheckpointError(InputError, RuntimeError):
     """A checkpoint that cannot be read: never silently replaced by a fresh start."""
 
 
@@ -277,7 +279,31 @@ def check_checkpoint(path: str | os.PathLike) -> Path:
         raise CorruptCheckpointError(
             f"checkpoint {p} holds no 'state_dict': not a Lightning checkpoint"
         )
+    _READ.clear()  # one at a time: the checkpoint about to be resumed or rebuilt from
+    _READ[str(p.resolve())] = (_stamp(p), ckpt)
     return p
+
+
+# The checkpoint check_checkpoint read last, handed to whoever loads it next (Lightning's resume,
+# eval.py's rebuild: take_checkpoint) so that the file is read once, with weights_only=True.
+_READ: dict[str, tuple[tuple[int, int], Any]] = {}
+
+
+def _stamp(p: Path) -> tuple[int, int]:
+    st = p.stat()
+    return st.st_mtime_ns, st.st_size
+
+
+def take_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """The Lightning checkpoint dict at ``path``, read with ``torch.load(weights_only=True)``:
+    the one :func:`check_checkpoint` has just read (handed over, not kept), else read now.
+    Raises :class:`CorruptCheckpointError` naming the file when it cannot be read."""
+    p = Path(path)
+    held = _READ.pop(str(p.resolve()), None)
+    if held is not None and p.is_file() and held[0] == _stamp(p):
+        return held[1]
+    check_checkpoint(p)
+    return _READ.pop(str(p.resolve()))[1]
 
 
 def resolve_resume(
@@ -337,7 +363,7 @@ def _read_yaml(path: Path) -> Any:
     try:
         return yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
-        raise ValueError(f"{path}: not valid YAML ({e})") from e
+        raise InputError(f"{path}: not valid YAML ({e})") from e
 
 
 def _read_json(path: Path) -> tuple[dict[str, Any] | None, str | None]:
@@ -363,9 +389,9 @@ def _config(run_dir: Path, hydra_data: Any) -> DictConfig:
     try:
         cfg = OmegaConf.load(cfg_file)
     except yaml.YAMLError as e:
-        raise ValueError(f"{cfg_file}: not valid YAML ({e})") from e
+        raise InputError(f"{cfg_file}: not valid YAML ({e})") from e
     if not isinstance(cfg, DictConfig):
-        raise ValueError(f"{cfg_file}: expected a mapping, got a list")
+        raise InputError(f"{cfg_file}: expected a mapping, got a list")
     if isinstance(cfg.get("paths"), DictConfig):  # ${hydra:...} resolves only inside a run
         cfg.paths.output_dir = str(run_dir)
     cwd = _runtime(hydra_data).get("cwd")
@@ -402,7 +428,7 @@ def read_results(run_dir: str | os.PathLike) -> dict[str, Any] | None:
         return None
     data, why = _read_json(path)
     if data is None:
-        raise ValueError(f"{path}: {why}")
+        raise InputError(f"{path}: {why}")
     return data
 
 

@@ -14,6 +14,7 @@ The containers check their shapes on construction, index all fields together and
 from __future__ import annotations
 
 import os
+import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from wsal.atomic import atomic_path, atomic_write_json
+from wsal.errors import InputError
 
 if TYPE_CHECKING:  # torch is imported lazily: the evaluator and the CLIs never need it
     import torch
@@ -450,10 +452,23 @@ class TubeDetections:
     def load(
         cls, path: str | os.PathLike, label_names: Sequence[str] | None = None
     ) -> TubeDetections:
-        """Read either file form; JSON labels may be names (then ``label_names`` is required)."""
+        """Read either file form; JSON labels may be names (then ``label_names`` is required).
+
+        A file that cannot be read (truncated, not JSON/npz, non-finite values...) raises
+        :class:`~wsal.errors.InputError` naming it; a missing one ``FileNotFoundError``."""
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(f"detections file not found: {path}")
+        try:
+            return cls._load(path, label_names)
+        except InputError:
+            raise
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+            text = str(e) if str(path) in str(e) else f"unreadable detections file ({e})"
+            raise InputError(text, path) from e
+
+    @classmethod
+    def _load(cls, path: Path, label_names: Sequence[str] | None) -> TubeDetections:
         if path.suffix == ".json":
             import json
 

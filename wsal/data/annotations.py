@@ -26,6 +26,7 @@ from typing import IO, Any
 import numpy as np
 
 from wsal.atomic import atomic_path, atomic_write_text
+from wsal.errors import InputError
 
 __all__ = [
     "GTTube",
@@ -34,6 +35,7 @@ __all__ = [
     "read_wsal_json",
     "write_wsal_json",
     "SafeUnpickler",
+    "UnreadablePickleError",
     "UnsafePickleError",
     "safe_pickle_load",
     "read_act_pkl",
@@ -290,8 +292,12 @@ def read_wsal_json(path: str | os.PathLike, root: str | os.PathLike | None = Non
 # ---------------------------------------------------------------------------------------------
 
 
-class UnsafePickleError(pickle.UnpicklingError):
+class UnsafePickleError(InputError, pickle.UnpicklingError):
     """A pickle asked for a global outside the allow-list of :class:`SafeUnpickler`."""
+
+
+class UnreadablePickleError(InputError, pickle.UnpicklingError):
+    """A file that is not a readable pickle (truncated, corrupt); the message names it."""
 
 
 # numpy reaches these through ``numpy.core`` (numpy < 2 writers) or ``numpy._core`` (numpy >= 2).
@@ -365,7 +371,7 @@ def safe_pickle_load(path: str | os.PathLike, encoding: str = "latin1") -> Any:
         except UnsafePickleError:
             raise
         except Exception as e:  # truncated/corrupt files raise many types (EOFError, KeyError...)
-            raise pickle.UnpicklingError(f"{path}: not a readable pickle ({e!r})") from e
+            raise UnreadablePickleError(f"{path}: not a readable pickle ({e!r})") from e
 
 
 # ---------------------------------------------------------------------------------------------
@@ -942,9 +948,24 @@ def load_index(
     (:func:`read_ucf101_finalannots_mat`; ``testlist`` defaults to ``testlist01.txt`` beside
     it). A ``.tar.gz``/``.tgz`` or a folder: UCF Sports per-frame boxes
     (:func:`read_ucfsports_txt`; ``split_list`` defaults to ``UCF-Sports_videos.txt`` beside it).
-    Anything else raises ``ValueError``.
+    Anything else raises ``ValueError``. A file that cannot be read raises
+    :class:`~wsal.errors.InputError` (a ``ValueError``) naming it, or ``FileNotFoundError``.
     """
     path = Path(path)
+    try:
+        return _load_index(path, root, split_list, testlist)
+    except InputError:
+        raise
+    except ValueError as e:  # the readers name the file; make it an input error for the CLIs
+        raise InputError(str(e), path) from e
+
+
+def _load_index(
+    path: Path,
+    root: str | os.PathLike | None,
+    split_list: str | os.PathLike | None,
+    testlist: str | os.PathLike | Sequence[str] | None,
+) -> DatasetIndex:
     name = path.name.lower()
     if path.is_dir() or name.endswith((".tar.gz", ".tgz", ".tar")):
         if not path.exists():

@@ -21,11 +21,13 @@ from __future__ import annotations
 
 import os
 import warnings
+import zipfile
 from collections.abc import Collection, Mapping
 from pathlib import Path
 
 import numpy as np
 
+from wsal.errors import InputError
 from wsal.structures import Detections, atomic_savez
 
 __all__ = ["DetectionsFormatError", "load_detections", "save_detections", "video_file_name"]
@@ -34,7 +36,7 @@ _REQUIRED = ("frame", "boxes", "scores")
 _OPTIONAL = ("labels", "features")
 
 
-class DetectionsFormatError(ValueError):
+class DetectionsFormatError(InputError):
     """A detections file is malformed (the message names the file, video and row)."""
 
 
@@ -112,7 +114,7 @@ def _load_file(
             cols = {k: z[k] for k in ("video", *_REQUIRED, *_OPTIONAL) if k in names}
     except DetectionsFormatError:
         raise
-    except (ValueError, OSError) as e:  # object arrays (allow_pickle=False), corrupt zip
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:  # object arrays, cut zip
         raise DetectionsFormatError(f"{file}: cannot read ({e})") from e
 
     if "video" in cols:

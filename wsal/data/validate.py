@@ -40,6 +40,7 @@ import numpy as np
 from wsal.data.annotations import DatasetIndex, GTTube, VideoInfo, load_index
 from wsal.data.datasets import PreparedDataset
 from wsal.data.video import IMAGE_EXTENSIONS, VideoError, VideoReader
+from wsal.errors import cli_main
 
 log = logging.getLogger(__name__)
 
@@ -478,6 +479,7 @@ def check_dataset(
     )
 
 
+@cli_main
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="python -m wsal.data.validate",

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from wsal.atomic import atomic_path
+from wsal.errors import InputError
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -42,7 +43,7 @@ log = logging.getLogger(__name__)
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 
 
-class VideoError(RuntimeError):
+class VideoError(InputError, RuntimeError):
     """A video file or frame folder that cannot be read as asked; the message names the file."""
 
 

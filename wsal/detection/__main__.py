@@ -25,7 +25,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from wsal.data.annotations import load_index, read_wsal_json
-from wsal.detection.backends import TorchvisionDetector
+from wsal.detection.backends import TorchvisionDetector, merged_file_ok
+from wsal.errors import cli_main
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -70,6 +71,7 @@ def _devices(text: str) -> int | str | list[int]:
     return int(text)
 
 
+@cli_main
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -100,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     t0 = time.perf_counter()
     out = Path(args.out)
-    if out.exists():
+    if merged_file_ok(out):  # a cut file is deleted (logged) and merged again from its shards
         print(f"{out} exists; delete it to detect again (shards in {out}.shards are reused)")
         return 0
     detector.detect(index, out=out, videos=videos)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,9 +30,12 @@ from wsal.atomic import file_lock
 from wsal.data.annotations import DatasetIndex
 from wsal.data.detections import load_detections
 from wsal.detection.hog import HOG_DEFAULTS, HogPeople
+from wsal.errors import discard_unreadable, zip_problem
 from wsal.structures import Detections
 
-__all__ = ["HogDetector", "StoredDetections", "TorchvisionDetector"]
+__all__ = ["HogDetector", "StoredDetections", "TorchvisionDetector", "merged_file_ok"]
+
+log = logging.getLogger(__name__)
 
 
 class StoredDetections:
@@ -80,6 +84,19 @@ def _read_store(path: Path, index: DatasetIndex) -> dict[str, Detections]:
     return {v: dets.get(v, Detections.empty(nframes[v])) for v in index.videos}
 
 
+def merged_file_ok(path: Path) -> bool:
+    """True when the merged detections file ``path`` exists and is a whole ``.npz`` (central
+    directory and member extents: cheap, whatever its size); a cut one is logged and deleted, so
+    that it is merged again from its shards."""
+    if not path.exists():
+        return False
+    why = zip_problem(path)
+    if why is None:
+        return True
+    discard_unreadable(path, why, "merged detections file", log)
+    return False
+
+
 class _PredictDetector:
     """What the detector backends that run a sharded Lightning predict share: the merged file's
     path (dataset key + ``cache_key``), detect-unless-cached with resume, and loading. Subclasses
@@ -122,7 +139,7 @@ class _PredictDetector:
         from wsal.detection.predict import jobs_from_index, run_detection
 
         out = Path(out) if out is not None else self.output_path(index, videos)
-        if out.exists():
+        if out.exists() and zip_problem(out) is None:  # whole: read it, no lock needed
             return out
         # one process detecting alone: concurrent runs detect once, the others wait and read it
         # (several devices or ranks share the work through the shards; a lock would block them)
@@ -130,7 +147,7 @@ class _PredictDetector:
             os.environ.get("WORLD_SIZE", 1)
         ) == 1
         with file_lock(out, "detections") if alone else contextlib.nullcontext():
-            if out.exists():
+            if merged_file_ok(out):  # a cut one is logged and deleted, and merged again
                 return out
             jobs = jobs_from_index(index, videos)
             meta = {"detector": self.name, **self.params(), "videos": len(jobs)}

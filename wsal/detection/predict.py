@@ -44,6 +44,7 @@ from wsal.data.detections import load_detections, save_detections, video_file_na
 from wsal.data.video import VideoError, VideoReader
 from wsal.detection.hog import HOG_DEFAULTS, PERSON_LABEL, HogPeople
 from wsal.detection.model import filter_detections
+from wsal.errors import discard_unreadable, zip_problem
 from wsal.structures import Detections
 
 __all__ = [
@@ -391,6 +392,25 @@ def completed_videos(shard_dir: str | os.PathLike, videos: Sequence[str]) -> set
     return {v for v in videos if video_file_name(v) in present}
 
 
+def discard_unreadable_shards(shard_dir: str | os.PathLike, videos: Sequence[str]) -> int:
+    """Delete (with a log line naming each) the shards of ``videos`` in ``shard_dir`` that cannot
+    be read (cut or corrupt: every member's CRC is checked; shards are small), so that those
+    videos are detected again. Returns how many were deleted."""
+    shard_dir = Path(shard_dir)
+    if not shard_dir.is_dir():
+        return 0
+    present = {p.name for p in shard_dir.glob("*.npz")}
+    dropped = 0
+    for v in videos:
+        name = video_file_name(v)
+        if name in present:
+            why = zip_problem(shard_dir / name, full=True)
+            if why is not None:
+                discard_unreadable(shard_dir / name, why, "detections shard", log)
+                dropped += 1
+    return dropped
+
+
 def merge_shards(
     shard_dir: str | os.PathLike, jobs: Sequence[VideoJob], out: str | os.PathLike
 ) -> Path:
@@ -467,6 +487,7 @@ def run_detection(
     shard_dir.mkdir(parents=True, exist_ok=True)
     if meta is not None and not (shard_dir / "meta.json").exists():
         atomic_write_json(shard_dir / "meta.json", meta, indent=1)
+    discard_unreadable_shards(shard_dir, [j.video for j in jobs])
     done = completed_videos(shard_dir, [j.video for j in jobs])
     todo = [j for j in jobs if j.video not in done]
     log.info(

@@ -7,6 +7,10 @@ DETS: TubeDetections as JSON or columnar ``.npz`` (DESIGN §4); with ``--frame-a
 frame-detections file: JSON ``{"frame_detections": [{"video", "frame", "box": [x1, y1, x2, y2],
 "label", "score"}, ...]}`` (0-based frames, labels as indices or names) or the same columns as
 ``.npz``. Tube detections under ``--frame-ap``: every tube box with its tube's score.
+
+Bad input (a missing, truncated or unsafe file, a detection with a negative or out-of-range
+frame, an inverted or non-finite box, a video not in the GT, a threshold outside (0, 1]) ends with
+one line ``error: <file>: <what is wrong>`` and exit status 2 (``--debug``: the traceback).
 """
 
 from __future__ import annotations
@@ -17,8 +21,16 @@ import time
 
 from wsal.atomic import atomic_write_json
 from wsal.data.annotations import load_index
+from wsal.errors import InputError, cli_main
 from wsal.evaluation.frame_detections import is_frame_detections, load_frame_detections
-from wsal.evaluation.protocol import PROTOCOLS, GroundTruth, frame_map, video_ap
+from wsal.evaluation.protocol import (
+    PROTOCOLS,
+    DetectionError,
+    GroundTruth,
+    check_thresholds,
+    frame_map,
+    video_ap,
+)
 from wsal.structures import TubeDetections
 
 
@@ -63,6 +75,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", default=None, metavar="OUT", help="write the results as JSON here")
     p.add_argument("--per-class", action="store_true", help="print AP of every class")
+    p.add_argument(
+        "--ignore-unknown-videos",
+        action="store_true",
+        help="drop detections of videos that are not in the GT split (counted in the output); "
+        "by default they are an error",
+    )
+    p.add_argument("--debug", action="store_true", help="show the traceback of an error")
     return p
 
 
@@ -111,6 +130,7 @@ def print_frame_table(
     Console().print(table)
 
 
+@cli_main
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
 
@@ -118,29 +138,45 @@ def main(argv: list[str] | None = None) -> int:
     if args.iou is None:
         args.iou = ["0.5"] if args.frame_ap else ["0.2", "0.5", "0.75"]
     try:
-        taus = [float(t) for t in args.iou]
-    except ValueError:
-        print(f"error: --iou takes numbers, got {args.iou}", file=sys.stderr)
-        return 2
+        taus = check_thresholds([float(t) for t in args.iou], "--iou thresholds")
+        if not 0.0 <= args.nms <= 1.0:
+            raise ValueError(f"--nms must be in [0, 1] (0 = off), got {args.nms:g}")
+    except ValueError as e:
+        raise InputError(f"--iou {' '.join(args.iou)} --nms {args.nms:g}: {e}") from e
+    ignore = args.ignore_unknown_videos
+    index = load_index(args.gt)
     try:
-        index = load_index(args.gt)
         gt = GroundTruth.from_index(index, args.split)
+    except KeyError as e:  # an unknown --split
+        raise InputError(f"--split {args.split}: {e.args[0]}", args.gt) from e
+    try:
         if is_frame_detections(args.detections):
             if not args.frame_ap:
-                raise ValueError(
-                    f"{args.detections}: frame detections (one box each) are evaluated with "
-                    "--frame-ap; video-AP needs tubes"
+                raise InputError(
+                    "frame detections (one box each) are evaluated with --frame-ap; video-AP "
+                    "needs tubes",
+                    args.detections,
                 )
             dets = load_frame_detections(args.detections, label_names=index.labels)
         else:
             dets = TubeDetections.load(args.detections, label_names=index.labels)
         if args.frame_ap:
-            frame = frame_map(gt, dets, taus, args.protocol)
+            frame = frame_map(gt, dets, taus, args.protocol, ignore_unknown_videos=ignore)
         else:
-            res = video_ap(gt, dets, thresholds=taus, protocol=args.protocol, nms=args.nms)
-    except (FileNotFoundError, ValueError, KeyError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+            res = video_ap(
+                gt,
+                dets,
+                thresholds=taus,
+                protocol=args.protocol,
+                nms=args.nms,
+                ignore_unknown_videos=ignore,
+            )
+    except DetectionError as e:  # the detection and its video, in the file given
+        raise InputError(f"{e} (GT {args.gt}, split {args.split})", args.detections) from e
+    except InputError:
+        raise
+    except (ValueError, KeyError) as e:  # e.g. a frame-detections file's bad row
+        raise InputError(str(e.args[0]) if e.args else repr(e), args.detections) from e
     if args.frame_ap:
         seconds = time.perf_counter() - t0
         print_frame_table(frame, args.protocol, args.gt, args.split, args.per_class, seconds)
@@ -150,6 +186,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     res.seconds = time.perf_counter() - t0
     print_table(res, args.iou, args.gt, args.split, args.per_class, len(gt.videos))
+    if res.ignored_unknown_videos:
+        print(f"ignored {res.ignored_unknown_videos} detections of videos not in the GT split")
     if args.json:
         atomic_write_json(args.json, res.to_json(args.iou), indent=1)
     return 0

@@ -10,6 +10,13 @@
 - precision/recall stored in float32 with a first row (precision 1, recall 0); AP = trapezoid
   area under that raw curve; mAP = mean over all labels.
 
+Detections are checked before anything is computed (:func:`check_detections`, vectorised): a
+detection whose video is not evaluated, whose frames are negative, not integers or beyond its
+video's ``nframes``, or whose box has ``x2 < x1`` or ``y2 < y1`` raises
+:class:`DetectionError` naming the detection (its index) and the video, as do thresholds outside
+(0, 1]. Detections of videos outside the GT are ignored, and counted, only when asked for
+(``ignore_unknown_videos=True``): a misnamed video must not silently cost its tubes.
+
 Departures from the reference, all where it would crash: tubes with gaps are linearly
 interpolated; a class with detections but no GT gets AP 0 (recall is 0/0 in the reference) and
 counts in the mAP, the same value the reference gives a class with neither (a warning says so).
@@ -25,18 +32,22 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from wsal.data.annotations import DatasetIndex
+from wsal.errors import InputError
 from wsal.structures import TubeDetections
 from wsal.tube_ops import TubeOrderError, box_iou_paired, interpolate_gaps, st_iou_pairs, tube_nms
 
 __all__ = [
+    "DetectionError",
     "GroundTruth",
+    "check_detections",
+    "check_thresholds",
     "VideoAPResult",
     "video_ap",
     "frame_ap",
@@ -67,6 +78,8 @@ class GroundTruth:
     video_idx: int64[G] position in ``videos`` of each GT tube; label: int64[G].
     rows: float64[M, 5] ``[frame, x1, y1, x2, y2]`` (0-based frames), offsets: int64[G+1].
     video_labels: per evaluated video, its class indices.
+    nframes: int64[V] frame count of each evaluated video (None, or an entry <= 0: unknown, so
+        detections of that video are not checked against it).
     """
 
     videos: list[str]
@@ -76,6 +89,7 @@ class GroundTruth:
     rows: np.ndarray
     offsets: np.ndarray
     video_labels: list[list[int]] = field(default_factory=list)
+    nframes: np.ndarray | None = None
 
     @classmethod
     def from_index(cls, index: DatasetIndex, split: str | int = "test") -> GroundTruth:
@@ -100,6 +114,7 @@ class GroundTruth:
             r,
             off,
             [list(index.videos[v].labels) for v in videos],
+            np.array([int(index.videos[v].nframes or 0) for v in videos], np.int64),
         )
 
     @property
@@ -118,6 +133,8 @@ class VideoAPResult:
     num_detections: int
     num_gt: int
     seconds: float = 0.0
+    # detections of videos outside the GT dropped with ``ignore_unknown_videos=True`` (else None)
+    ignored_unknown_videos: int | None = None
 
     def map(self, tau: float) -> float:
         return float(np.mean(self.ap[_key(tau)])) if len(self.labels) else 0.0
@@ -134,7 +151,7 @@ class VideoAPResult:
     def to_json(self, thresholds: Sequence[str | float] | None = None) -> dict:
         """The CLI's ``--json`` layout; threshold keys are kept as given (strings)."""
         keys = [str(t) for t in (thresholds if thresholds is not None else sorted(self.ap))]
-        return {
+        out = {
             "protocol": self.protocol,
             "nms": self.nms,
             "iou": {
@@ -148,6 +165,9 @@ class VideoAPResult:
             "num_detections": self.num_detections,
             "seconds": self.seconds,
         }
+        if self.ignored_unknown_videos is not None:
+            out["ignored_unknown_videos"] = self.ignored_unknown_videos
+        return out
 
 
 def _key(tau: float) -> float:
@@ -248,45 +268,163 @@ def _voc_match(gkey: np.ndarray, ious: np.ndarray, tau: float) -> np.ndarray:
     return tp
 
 
-# ----------------------------------------------------------------------------------- preparation
-def _prepare(
-    gt: GroundTruth, dets: TubeDetections, nms: float, plus_one: bool
-) -> tuple[TubeDetections, np.ndarray, np.ndarray, int]:
-    """Keep detections of evaluated videos, check labels, interpolate gaps, run per-group NMS.
+# ------------------------------------------------------------------------------------- checks
+class DetectionError(InputError):
+    """Detections that cannot be evaluated as they are; the message names the first bad detection
+    (its index in the detections given) and its video, and how many are bad."""
 
-    Returns ``(dets, keep, vpos, n_in)``: the (gap-filled) detections of evaluated videos, the kept
-    indices in reference order (class, then video in split order, then NMS keep order), the video
-    position of each kept detection, and the number of detections in evaluated videos before NMS.
-    Indices are returned instead of a copy: a copy of ~16M rows costs more than the NMS.
+
+def check_thresholds(thresholds: Sequence[float], what: str = "IoU thresholds") -> list[float]:
+    """``thresholds`` as floats, each in (0, 1]: an overlap of 0 matches anything and one above 1
+    nothing, so either would silently give a meaningless AP."""
+    taus = [float(t) for t in thresholds]
+    bad = [t for t in taus if not (0.0 < t <= 1.0)]  # NaN fails too
+    if bad:
+        raise ValueError(f"{what} must be in (0, 1], got {bad[0]:g} (of {taus})")
+    return taus
+
+
+def check_detections(
+    gt: GroundTruth, dets: TubeDetections, ignore_unknown_videos: bool = False
+) -> tuple[TubeDetections, np.ndarray, int]:
+    """Check ``dets`` against ``gt`` before evaluating them; vectorised over the columns.
+
+    Refused with :class:`DetectionError` (naming the first bad detection by index and video):
+    a video not in ``gt.videos`` (unless ``ignore_unknown_videos``, which drops and counts them),
+    a tube whose first frame is negative or whose last frame is ``>= nframes`` of its video, a
+    first or last frame that is not an integer, a box with ``x2 < x1`` or ``y2 < y1``.
+    Non-finite boxes and scores are refused by ``TubeDetections`` itself. Frames are checked at
+    each tube's ends only (O(tubes), not O(boxes)): a tube whose frames are not strictly
+    increasing is refused when its gaps are filled, so its ends bound all its frames.
+
+    Returns ``(dets of evaluated videos, vpos int64[N'] their position in gt.videos, number of
+    detections ignored)``.
     """
-    if len(dets) == 0:
-        return dets, np.zeros(0, np.int64), np.zeros(0, np.int64), 0
+    n = len(dets)
+    if n == 0:
+        return dets, np.zeros(0, np.int64), 0
     pos_of = {v: i for i, v in enumerate(gt.videos)}
     uniq, inv = np.unique(dets.video, return_inverse=True)
     upos = np.array([pos_of.get(str(u), -1) for u in uniq], dtype=np.int64)
-    vpos = upos[inv]
-    if np.any(vpos < 0):
-        inside = np.nonzero(vpos >= 0)[0]
-        dets, vpos = dets.select(inside), vpos[inside]
+    vpos = upos[inv]  # [N]
+
+    number = np.arange(n)  # index of each detection in the detections given
+
+    def fail(mask: np.ndarray, what: Callable[[int], str]) -> None:
+        bad = np.nonzero(mask)[0]
+        if bad.size:
+            i = int(bad[0])
+            raise DetectionError(
+                f"detection {int(number[i])} (video {str(dets.video[i])!r}): {what(i)}"
+                + (f" ({bad.size} of {n} detections are bad)" if bad.size > 1 else "")
+            )
+
+    unknown = vpos < 0
+    n_ignored = 0
+    if unknown.any():
+        if not ignore_unknown_videos:
+            fail(
+                unknown,
+                lambda i: (
+                    f"the video is not one of the {len(gt.videos)} evaluated videos "
+                    "(misnamed, or from another split?); ignore such detections explicitly with "
+                    "--ignore-unknown-videos (ignore_unknown_videos=True)"
+                ),
+            )
+        n_ignored = int(unknown.sum())
+        inside = np.nonzero(~unknown)[0]
+        dets, vpos, number = dets.select(inside), vpos[inside], inside
+        n = len(dets)
+        if n == 0:
+            return dets, vpos, n_ignored
+    lengths = dets.lengths()
+    empty = lengths == 0
+    fail(empty, lambda i: "empty tube")
+    first = dets.rows[dets.offsets[:-1], 0]  # [N] first frame of each tube
+    last = dets.rows[dets.offsets[1:] - 1, 0]  # [N] last frame
+    fail(first < 0, lambda i: f"negative frame {first[i]:g} (frames are 0-based)")
+    if gt.nframes is not None:
+        nf = gt.nframes[vpos]  # [N]
+        fail(
+            (nf > 0) & (last >= nf),
+            lambda i: (
+                f"frame {last[i]:g} is beyond the video's last frame {nf[i] - 1} "
+                f"(nframes {nf[i]}, frames are 0-based)"
+            ),
+        )
+    fail(
+        (first != np.floor(first)) | (last != np.floor(last)),
+        lambda i: f"frames {first[i]:g}..{last[i]:g} are not integers",
+    )
+    bad_row = _inverted_rows(dets.rows)
+    if bad_row is not None:
+        r0 = int(np.nonzero(bad_row)[0][0])
+        tube_of = np.searchsorted(dets.offsets, np.nonzero(bad_row)[0], side="right") - 1
+        mask = np.zeros(n, bool)
+        mask[tube_of] = True
+        f, x1, y1, x2, y2 = dets.rows[r0]
+        fail(
+            mask,
+            lambda i: (
+                f"box [{x1:g}, {y1:g}, {x2:g}, {y2:g}] at frame {f:g} has x2 < x1 or "
+                "y2 < y1 (boxes are [x1, y1, x2, y2])"
+            ),
+        )
+    return dets, vpos, n_ignored
+
+
+def _inverted_rows(rows: np.ndarray, block: int = 1 << 13) -> np.ndarray | None:
+    """``bool[M]`` rows of ``rows float[M, 5]`` whose box has ``x2 < x1`` or ``y2 < y1``, or None
+    when there is none. In blocks of rows that stay in cache: the columns of a row-major
+    ``[M, 5]`` array are strided, and two whole-column passes cost ~20% more (16.5M rows)."""
+    m = rows.shape[0]
+    bad = np.empty(m, bool)  # [M]
+    tmp = np.empty(block, bool)
+    for a in range(0, m, block):
+        r = rows[a : a + block]  # [b, 5]
+        o, t = bad[a : a + block], tmp[: r.shape[0]]
+        np.less(r[:, 3], r[:, 1], out=o)
+        np.less(r[:, 4], r[:, 2], out=t)
+        o |= t
+    return bad if bad.any() else None
+
+
+# ----------------------------------------------------------------------------------- preparation
+def _prepare(
+    gt: GroundTruth,
+    dets: TubeDetections,
+    nms: float,
+    plus_one: bool,
+    ignore_unknown_videos: bool = False,
+) -> tuple[TubeDetections, np.ndarray, np.ndarray, int, int]:
+    """Check the detections (:func:`check_detections`), check labels, interpolate gaps, run
+    per-group NMS.
+
+    Returns ``(dets, keep, vpos, n_in, n_ignored)``: the (gap-filled) detections of evaluated
+    videos, the kept indices in reference order (class, then video in split order, then NMS keep
+    order), the video position of each kept detection, the number of detections in evaluated
+    videos before NMS and the number of detections of unknown videos ignored. Indices are
+    returned instead of a copy: a copy of ~16M rows costs more than the NMS.
+    """
+    if not 0.0 <= float(nms) <= 1.0:
+        raise ValueError(f"nms must be in [0, 1] (0 = off), got {nms:g}")
+    dets, vpos, n_ignored = check_detections(gt, dets, ignore_unknown_videos)
+    if len(dets) == 0:
+        return dets, np.zeros(0, np.int64), np.zeros(0, np.int64), 0, n_ignored
     n_in = len(dets)
     L = len(gt.labels)
     bad = np.nonzero((dets.label < 0) | (dets.label >= L))[0]
     if bad.size:
         i = int(bad[0])
-        raise ValueError(
+        raise DetectionError(
             f"detection {i} (video {dets.video[i]!r}) has label {dets.label[i]}, outside the "
             f"{L} classes {gt.labels[:5]}{'...' if L > 5 else ''}; class-agnostic tubes (-1) "
             "are evaluated with proposal_recall, not video-AP"
         )
-    empty = np.nonzero(dets.lengths() == 0)[0]
-    if empty.size:
-        raise ValueError(
-            f"detection {int(empty[0])} (video {dets.video[empty[0]]!r}) has an empty tube"
-        )
     try:
         rows, offsets, filled = interpolate_gaps(dets.rows, dets.offsets)
     except TubeOrderError as e:
-        raise ValueError(
+        raise DetectionError(
             f"detection {e.tube} (video {dets.video[e.tube]!r}): tube frames must be strictly "
             "increasing (duplicate or unsorted frame)"
         ) from e
@@ -297,7 +435,7 @@ def _prepare(
     # reference order: per class, videos in split order, each in keep order
     order = np.lexsort((np.arange(keep.size), vpos[keep], dets.label[keep]))
     keep = keep[order]
-    return dets, keep, vpos[keep], n_in
+    return dets, keep, vpos[keep], n_in, n_ignored
 
 
 def _det_gt_ious(
@@ -337,13 +475,16 @@ def _class_tp(
     protocol: str,
     nms: float,
     warn_no_gt: bool = True,
-) -> tuple[dict[float, list[np.ndarray]], np.ndarray, int]:
+    ignore_unknown_videos: bool = False,
+) -> tuple[dict[float, list[np.ndarray]], np.ndarray, int, int]:
     """The matching of video-AP: ``({tau: [bool[D_c] per class, in score order]}, ngt int[L],
-    number of detections in)``. Shared by :func:`video_ap` and :func:`pr_curves`."""
+    number of detections in, number ignored)``. Shared by :func:`video_ap` and
+    :func:`pr_curves`."""
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r}; choose one of {PROTOCOLS}")
+    check_thresholds(taus)
     plus_one = protocol == "act"
-    dets, keep, vpos, n_in = _prepare(gt, dets, nms, plus_one)
+    dets, keep, vpos, n_in, n_ignored = _prepare(gt, dets, nms, plus_one, ignore_unknown_videos)
     L = len(gt.labels)
     dkey, ious, ngt = _det_gt_ious(gt, dets, keep, vpos, plus_one)
     k_label, k_score = dets.label[keep], dets.score[keep]
@@ -375,7 +516,7 @@ def _class_tp(
             tp_sorted[ranks[a:b]] = tp[a:b]
             per_class.append(tp_sorted)
         out[tau] = per_class
-    return out, ngt, n_in
+    return out, ngt, n_in, n_ignored
 
 
 def video_ap(
@@ -385,23 +526,36 @@ def video_ap(
     protocol: str = "act",
     nms: float = 0.3,
     with_coco: bool = True,
+    ignore_unknown_videos: bool = False,
 ) -> VideoAPResult:
     """Video-AP per class at each threshold (and at 0.5:0.05:0.95 when ``with_coco``).
 
-    ``dets`` labels index ``gt.labels``; detections of videos outside ``gt.videos`` are ignored.
-    See the module docstring for the exact protocol.
+    ``dets`` labels index ``gt.labels``; thresholds must be in (0, 1]. Detections are checked
+    first (:func:`check_detections`): one of a video outside ``gt.videos`` is an error unless
+    ``ignore_unknown_videos`` (then it is dropped and counted in
+    ``VideoAPResult.ignored_unknown_videos``). See the module docstring for the exact protocol.
     """
     t0 = time.perf_counter()
+    check_thresholds(thresholds)
     taus = sorted(
         {_key(t) for t in list(thresholds) + (list(COCO_THRESHOLDS) if with_coco else [])}
     )
-    tps, ngt, n_in = _class_tp(gt, dets, taus, protocol, nms)
+    tps, ngt, n_in, n_ignored = _class_tp(
+        gt, dets, taus, protocol, nms, ignore_unknown_videos=ignore_unknown_videos
+    )
     to_ap = pr_to_ap_act if protocol == "act" else pr_to_ap_voc
     ap = {
         tau: np.array([to_ap(tp_c, int(ngt[c])) for c, tp_c in enumerate(tps[tau])]) for tau in taus
     }
     return VideoAPResult(
-        protocol, float(nms), list(gt.labels), ap, n_in, gt.num_tubes, time.perf_counter() - t0
+        protocol,
+        float(nms),
+        list(gt.labels),
+        ap,
+        n_in,
+        gt.num_tubes,
+        time.perf_counter() - t0,
+        n_ignored if ignore_unknown_videos else None,
     )
 
 
@@ -411,6 +565,7 @@ def pr_curves(
     tau: float = 0.5,
     protocol: str = "act",
     nms: float = 0.3,
+    ignore_unknown_videos: bool = False,
 ) -> dict[str, tuple[np.ndarray, np.ndarray, float]]:
     """Per-class precision-recall curves at st-IoU ``tau``, with the matching of
     :func:`video_ap` (same NMS, ordering and matcher; DESIGN §7).
@@ -421,7 +576,7 @@ def pr_curves(
     interpolated. A class without detections has the single point (1, 0) (act) or none (voc).
     ``AP`` equals ``video_ap(...).ap[tau]`` class for class (tested).
     """
-    tps, ngt, _ = _class_tp(gt, dets, [float(tau)], protocol, nms, warn_no_gt=False)
+    tps, ngt, _, _ = _class_tp(gt, dets, [float(tau)], protocol, nms, False, ignore_unknown_videos)
     out: dict[str, tuple[np.ndarray, np.ndarray, float]] = {}
     for c, name in enumerate(gt.labels):
         tp_c = tps[float(tau)][c]  # [D_c] in score order
@@ -452,13 +607,18 @@ def auc(map_by_threshold: dict[float, float]) -> float:
 
 # -------------------------------------------------------------------------------- other metrics
 def frame_ap(
-    gt: GroundTruth, dets: TubeDetections, threshold: float = 0.5, protocol: str = "act"
+    gt: GroundTruth,
+    dets: TubeDetections,
+    threshold: float = 0.5,
+    protocol: str = "act",
+    ignore_unknown_videos: bool = False,
 ) -> np.ndarray:
     """Frame-AP per class (``float64[L]``): every box of every tube is a frame detection with its
     tube's score; GT = every box of every GT tube; ACT's frameAP matching (best remaining GT box of
     the same frame, IoU >= threshold) and AP formula (``protocol="voc"``: VOC matching and AP)."""
+    check_thresholds([threshold])
     plus_one = protocol == "act"
-    dets, keep, vpos, _ = _prepare(gt, dets, 0.0, plus_one)
+    dets, keep, vpos, _, _ = _prepare(gt, dets, 0.0, plus_one, ignore_unknown_videos)
     kept = dets.select(keep)
     L = len(gt.labels)
     lens = kept.lengths()
@@ -503,17 +663,23 @@ def frame_map(
     dets: TubeDetections,
     thresholds: Sequence[float] = (0.5,),
     protocol: str = "act",
+    ignore_unknown_videos: bool = False,
 ) -> dict[str, dict[str, Any]]:
     """Frame-AP at each threshold: ``{"frame_AP": {thr: {class name: AP}}, "frame_mAP": {thr:
-    mean AP over the classes that have GT boxes}}`` (thresholds as ``str(float)`` keys)."""
+    mean AP over the classes that have GT boxes}}`` (thresholds as ``str(float)`` keys). Same
+    checks as :func:`video_ap`; ``ignore_unknown_videos`` adds ``"ignored_unknown_videos"``."""
+    check_thresholds(thresholds)
     g_lens = np.diff(gt.offsets)
     has_gt = np.bincount(np.repeat(gt.label, g_lens), minlength=len(gt.labels)) > 0
     out: dict[str, dict[str, Any]] = {"frame_AP": {}, "frame_mAP": {}}
     for t in thresholds:
-        ap = frame_ap(gt, dets, float(t), protocol)
+        ap = frame_ap(gt, dets, float(t), protocol, ignore_unknown_videos)
         key = str(float(t))
         out["frame_AP"][key] = {name: float(ap[c]) for c, name in enumerate(gt.labels)}
         out["frame_mAP"][key] = float(ap[has_gt].mean()) if has_gt.any() else 0.0
+    if ignore_unknown_videos:
+        known = np.isin(dets.video.astype(str), np.asarray(gt.videos, dtype=str))  # [N]
+        out["ignored_unknown_videos"] = int((~known).sum())
     return out
 
 
@@ -530,6 +696,7 @@ def proposal_recall(
     of the top-n proposals of its video has st-IoU >= tau with it (labels are ignored). Returns
     ``{tau: float64[N]}`` with entry ``n-1`` = recall with n proposals per video.
     """
+    check_thresholds(thresholds)
     plus_one = protocol == "act"
     pos_of = {v: i for i, v in enumerate(gt.videos)}
     vpos = np.array([pos_of.get(str(v), -1) for v in proposals.video], np.int64)

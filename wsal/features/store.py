@@ -18,8 +18,11 @@ On-disk layout under ``cache_dir`` for a box-feature store with key ``K`` =
   the workers and deleted once assembled into the store.
 
 A crash at any point leaves either the previous store, or chunk files that the next call reuses;
-nothing half-written is ever read as complete. Two processes assembling the same key at the same
-time are not coordinated (the later commit wins, both results are complete and identical).
+nothing half-written is ever read as complete. A store, chunk or descriptor file that cannot be
+read (cut or damaged from outside) is logged, deleted and extracted again. Concurrent
+single-process runs extracting the same key take ``K.lock`` (:func:`wsal.atomic.file_lock`), so
+one extracts and the others wait and read its store; under DDP or a multi-device extractor the
+ranks share the work through the chunks instead (rank 0 commits).
 
 Video descriptors (``viddesc__<dataset>__<extractor>__fps<fps>.npz``: ``video str[V]``,
 ``descriptors float32[V, D_g]``) use the same chunk-then-assemble scheme.
@@ -47,6 +50,7 @@ from tqdm import tqdm
 from wsal.atomic import atomic_path, atomic_write_json, file_lock
 from wsal.data.annotations import DatasetIndex
 from wsal.data.video import VideoError, VideoReader
+from wsal.errors import UNREADABLE, InputError, discard_unreadable
 from wsal.structures import Detections, atomic_savez
 
 __all__ = [
@@ -74,7 +78,7 @@ _NORM_TOL = 1e-3  # |norm - 1| allowed for a normalised float32 row
 _WAIT_S = 6 * 3600.0  # how long ranks wait for each other on a multi-process extraction
 
 
-class FeatureStoreError(ValueError):
+class FeatureStoreError(InputError):
     """Features that do not fit their detections, or a cache that cannot be read; the message
     names the cache file and the video."""
 
@@ -387,10 +391,19 @@ class BoxFeatures:
                 f"{self.path}: feature store format {meta.get('format')}, expected {_FORMAT}"
             )
         self.meta = meta
-        self.data_path = self.path.parent / meta["data"]
-        rows, dim = int(meta["rows"]), int(meta["dim"])
+        try:
+            self.data_path = self.path.parent / meta["data"]
+            rows, dim = int(meta["rows"]), int(meta["dim"])
+            videos = meta["videos"]
+        except (KeyError, TypeError, ValueError) as e:
+            raise FeatureStoreError(f"{self.path}: incomplete feature index ({e!r})") from e
         if rows:
-            self._data = np.load(self.data_path, mmap_mode="r")
+            try:
+                self._data = np.load(self.data_path, mmap_mode="r")
+            except (OSError, ValueError, EOFError) as e:  # missing, cut short (mmap length...)
+                raise FeatureStoreError(
+                    f"{self.data_path}: unreadable feature data of {self.path.name} ({e})"
+                ) from e
         else:  # np.memmap cannot map an empty file
             self._data = np.zeros((0, dim), np.float32)
         if self._data.shape != (rows, dim) or self._data.dtype != np.float32:
@@ -398,7 +411,7 @@ class BoxFeatures:
                 f"{self.data_path}: holds {self._data.dtype} {self._data.shape}, the index "
                 f"{self.path.name} says float32 ({rows}, {dim}); delete both to re-extract"
             )
-        self._videos: dict[str, list] = meta["videos"]  # video -> [offset, count, digest, zeros]
+        self._videos: dict[str, list] = videos  # video -> [offset, count, digest, zeros]
 
     # -- access ------------------------------------------------------------------------------
     @property
@@ -596,7 +609,8 @@ def _extract_box_features(
     stem = box_feature_key(extractor, dataset_key, detector_key)
     path = cache_dir / f"{stem}.json"
     chunk_dir = cache_dir / f"{stem}.chunks"
-    old = BoxFeatures(path) if path.exists() else None
+    old = _open_or_discard(path)
+    _discard_unreadable_chunks(chunk_dir, videos)
     digests = {v: detections_digest(dets[v]) for v in videos}
     missing = [v for v in videos if old is None or v not in old or old.digest(v) != digests[v]]
     if not missing:
@@ -633,6 +647,35 @@ def _extract_box_features(
     )
     _barrier()
     return store
+
+
+def _open_or_discard(path: Path) -> BoxFeatures | None:
+    """The store at ``path``, or None when there is none or it cannot be read (its index and
+    data files are then logged and deleted, and the videos extracted again)."""
+    if not path.exists():
+        return None
+    try:
+        return BoxFeatures(path)
+    except FeatureStoreError as e:
+        discard_unreadable(path, e, "box-feature cache", log)
+        for f in path.parent.glob(f"{path.stem}.*.npy"):  # its data file(s)
+            discard_unreadable(f, "its index is gone", "box-feature data", log)
+        return None
+
+
+def _discard_unreadable_chunks(chunk_dir: Path, videos: Sequence[str]) -> None:
+    """Delete (with a log line) the resume chunks of ``videos`` that cannot be opened (a chunk is
+    written atomically, so only outside damage cuts one), so that they are extracted again."""
+    if not chunk_dir.is_dir():
+        return
+    stems = {v.replace("/", "__") for v in videos}
+    for f in chunk_dir.glob("*.npy"):
+        if f.name.split(".", 1)[0] not in stems:
+            continue
+        try:
+            np.load(f, mmap_mode="r")
+        except (OSError, ValueError, EOFError) as e:
+            discard_unreadable(f, e, "box-feature chunk", log)
 
 
 def _reopen_until(path: Path, videos: Sequence[str]) -> BoxFeatures:
@@ -687,8 +730,11 @@ def _extract_video_descriptors(
     chunk_dir = cache_dir / f"{stem}.chunks"
     have: dict[str, np.ndarray] = {}
     if path.exists():
-        with np.load(path, allow_pickle=False) as z:
-            have = dict(zip(z["video"].tolist(), z["descriptors"]))
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                have = dict(zip(z["video"].tolist(), z["descriptors"]))
+        except UNREADABLE as e:
+            discard_unreadable(path, e, "video-descriptor cache", log)
     missing = [v for v in videos if v not in have]
     if missing:
         jobs = [

@@ -28,6 +28,7 @@ from typing import Any
 from wsal.configs import compose, instantiate_node, override
 from wsal.data.annotations import load_index
 from wsal.data.detections import load_detections
+from wsal.errors import cli_main
 from wsal.linking.actor import MAKE_TRACKER
 from wsal.linking.base import link
 from wsal.structures import TubeDetections
@@ -150,6 +151,7 @@ def _report(name: str, videos: list[str], tubes: dict, out: str, t0: float) -> i
     return 0
 
 
+@cli_main
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     t0 = time.perf_counter()

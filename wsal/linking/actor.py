@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -48,6 +49,7 @@ from tqdm import tqdm
 
 from wsal.data.annotations import DatasetIndex
 from wsal.data.video import read_frames
+from wsal.errors import discard_unreadable, zip_problem
 from wsal.linking.base import params_key
 from wsal.structures import Detections, Tubes
 from wsal.tube_ops import box_iou_paired
@@ -60,6 +62,8 @@ __all__ = [
     "actor_link_reference",
     "pretrained_tracker_checkpoint",
 ]
+
+log = logging.getLogger(__name__)
 
 
 class Tracker(Protocol):
@@ -393,6 +397,8 @@ def pretrained_tracker_checkpoint(folder: str | os.PathLike) -> Path:
     cfg = SiamFCConfig(**PRETRAINED_CONFIG)
     digest = hashlib.sha256(json.dumps(cfg.to_dict(), sort_keys=True).encode()).hexdigest()[:12]
     path = Path(folder) / f"siamfc_lite0_{digest}.pt"
+    if path.is_file() and (why := zip_problem(path, full=True)) is not None:
+        discard_unreadable(path, why, "tracker checkpoint", log)  # written again below
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
         save_checkpoint(path, SiamFCNet(cfg), extra={"pretrained": "efficientnet_lite0 ImageNet"})

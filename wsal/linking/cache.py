@@ -9,7 +9,8 @@ File: ``<cache_dir>/tubes__<dataset key>__<detector name>-<key>__<linker name>-<
 columnar (one row per tube box): ``video str[K]``, ``score float32[K]``, ``offsets int64[K+1]``,
 ``rows float[M, 5]`` = ``[frame, x1, y1, x2, y2]`` (0-based frames, xyxy pixels), ``box_index
 int64[M]`` (row in the video's Detections, -1 where a tracker made the box) and ``all_videos``
-(videos without tubes too). Written to a temp name and renamed.
+(videos without tubes too). Written to a temp name and renamed; a file that cannot be read (cut,
+corrupt) is logged, deleted and linked again.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import numpy as np
 
 from wsal.atomic import file_lock, remove_stale_temps
 from wsal.data.datasets import PreparedDataset
+from wsal.errors import UNREADABLE, discard_unreadable
 from wsal.linking.base import Linker, link
 from wsal.structures import TubeDetections, Tubes, atomic_savez
 
@@ -110,8 +112,13 @@ def link_cached(
     nframes = {v: info.nframes for v, info in index.videos.items()}
     with file_lock(path, "tubes"):  # concurrent runs link once; the others wait and read it
         if path.exists():
-            log.info("tubes from cache %s", path)
-            return _load_tubes(path, nframes)
+            try:
+                tubes = _load_tubes(path, nframes)
+            except UNREADABLE as e:  # cut or corrupt (e.g. a disk full or a copy interrupted)
+                discard_unreadable(path, e, "tube cache", log)
+            else:
+                log.info("tubes from cache %s", path)
+                return tubes
         remove_stale_temps(path.parent, path.name)  # a killed write's leftovers
         dets = detector.load(index, prepared.detections)
         if videos is not None:

@@ -29,6 +29,7 @@ from typing import Any, Protocol
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.plugins import TorchCheckpointIO
 
 from wsal.data.annotations import DatasetIndex
 from wsal.data.datasets import PreparedDataset
@@ -39,6 +40,7 @@ from wsal.models.actor_attention import ActorAttention
 from wsal.models.stil import STIL
 from wsal.models.stil_data import STILDataModule, build_stil_data, selection_quality
 from wsal.models.tube_features import TubeFeatureDataModule, cached_tube_features
+from wsal.runs import take_checkpoint
 from wsal.structures import Detections, TubeDetections, Tubes
 from wsal.supervision import SupervisionSpec, annotation_cost, supervision_scores
 
@@ -138,14 +140,43 @@ class Method(Protocol):
 
 def load_weights(model: torch.nn.Module, checkpoint: str | os.PathLike) -> dict[str, Any]:
     """Load a Lightning checkpoint's ``state_dict`` into ``model`` (``torch.load(weights_only=
-    True)``: a checkpoint cannot run code) and call the module's ``on_load_checkpoint`` with the
-    checkpoint (extra state, e.g. STIL's EM state); returns the checkpoint dict."""
-    ckpt = torch.load(Path(checkpoint), map_location="cpu", weights_only=True)
+    True)``: a checkpoint cannot run code; read once: :func:`wsal.runs.take_checkpoint`) and
+    call the module's ``on_load_checkpoint`` with the checkpoint (extra state, e.g. STIL's EM
+    state); returns the checkpoint dict."""
+    ckpt = take_checkpoint(Path(checkpoint))
     model.load_state_dict(ckpt["state_dict"])
     hook = getattr(model, "on_load_checkpoint", None)
     if hook is not None:
         hook(ckpt)
     return ckpt
+
+
+class _HandedCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint I/O, except that the checkpoint being resumed is the state wsal has
+    already read with ``weights_only=True`` (handed over once), and any other read is
+    ``weights_only=True`` too: Lightning would read the file again with ``weights_only=False``."""
+
+    def __init__(self, path: str | os.PathLike, state: dict[str, Any]) -> None:
+        super().__init__()
+        self.path, self.state = str(path), state
+
+    def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: Any = None) -> Any:
+        if str(path) == self.path and self.state is not None:
+            state, self.state = self.state, None
+            return state
+        return super().load_checkpoint(path, weights_only=True)
+
+
+def fit_resuming(
+    trainer: pl.Trainer, model: pl.LightningModule, datamodule: Any, resume: str | None
+) -> None:
+    """``trainer.fit``, resuming from the checkpoint ``resume`` when given: read once with
+    ``weights_only=True`` (:func:`wsal.runs.take_checkpoint`) and handed to Lightning."""
+    if resume is None:
+        trainer.fit(model, datamodule=datamodule)
+        return
+    trainer.strategy.checkpoint_io = _HandedCheckpointIO(resume, take_checkpoint(resume))
+    trainer.fit(model, datamodule=datamodule, ckpt_path=resume, weights_only=True)
 
 
 # ------------------------------------------------------------------------------------- oracle
@@ -285,7 +316,7 @@ class ActorAttentionMethod:
         timings = {"tube_features_s": time.perf_counter() - t} if self.cache_features else {}
         trainer = run.fit_trainer()
         t = time.perf_counter()
-        trainer.fit(model, datamodule=data, ckpt_path=run.resume_from)
+        fit_resuming(trainer, model, data, run.resume_from)
         if trainer.global_rank != 0:  # rank 0 predicts and reports
             return None
         return {
@@ -441,7 +472,7 @@ class STILMethod:
             num_sanity_val_steps=0,
             monitored_checkpoints=False,
         )
-        trainer.fit(model, datamodule=STILDataModule(data), ckpt_path=run.resume_from)
+        fit_resuming(trainer, model, STILDataModule(data), run.resume_from)
         timings["train_s"] = time.perf_counter() - t
         selection = None
         if model.last_selection is not None and data.boxes is not None:

@@ -43,6 +43,7 @@ from wsal.atomic import atomic_write_json, file_lock
 from wsal.data.annotations import DatasetIndex, load_index, read_wsal_json
 from wsal.data.synthactors import ensure_synthactors
 from wsal.data.video import read_frames
+from wsal.errors import discard_unreadable, zip_problem
 from wsal.linking.actor import pretrained_tracker_checkpoint
 from wsal.linking.siamfc import (
     SiamFCConfig,
@@ -484,7 +485,9 @@ def ensure_tracker(
     config, :data:`TRACKER_VERSION` and the dataset's identity (SynthActors' config hash, or the
     annotation file's hash). If missing, it is trained on the ``train`` split of the dataset at
     ``dataset_root`` (a wsal dataset folder with ``annotations.json``); a missing folder is
-    generated as the default SynthActors first (an existing one is used as it is).
+    generated as the default SynthActors first (an existing one is used as it is). A checkpoint
+    that cannot be read (cut or corrupt) is logged, deleted and trained again. Concurrent runs
+    train it once (:func:`wsal.atomic.file_lock`): the others wait and read it.
     """
     root = Path(dataset_root)
     if not (root / "annotations.json").is_file():
@@ -492,11 +495,14 @@ def ensure_tracker(
     cfg = config if config is not None else SiamFCConfig()
     tr = train if train is not None else TrackerTrainConfig()
     path = default_tracker_path(root, cache_dir, config=cfg, train=tr)
-    if path.is_file():
+    if path.is_file() and zip_problem(path, full=True) is None:  # whole: read it, no lock
         return path
     with file_lock(path, "the default tracker"):  # concurrent runs train it once
         if path.is_file():
-            return path
+            why = zip_problem(path, full=True)  # a cut or corrupt checkpoint is trained again
+            if why is None:
+                return path
+            discard_unreadable(path, why, "tracker checkpoint", log)
         log.warning("training the default SiamFC tracker on %s (first use) -> %s", root, path)
         index = read_wsal_json(root / "annotations.json", root)
         key = _tracker_key(root, cfg, tr)

@@ -36,9 +36,11 @@ from hydra.utils import instantiate
 
 from wsal import viz
 from wsal.data.annotations import DatasetIndex, load_index
+from wsal.errors import cli_main
 from wsal.evaluation.protocol import PROTOCOLS, GroundTruth, pr_curves
-from wsal.runs import load_run, read_results
+from wsal.runs import CONFIG_FILE, load_run, read_results
 from wsal.structures import TubeDetections
+from wsal.targets import check_targets
 
 __all__ = ["pick_videos", "main"]
 
@@ -76,6 +78,7 @@ class _Source:
         dets_path: Path | None
         if args.run_dir:
             run = load_run(args.run_dir)
+            check_targets(run.config, run.path / CONFIG_FILE)  # data, not code: before instantiate
             # an unreadable results.json is an error here (read_results names it), not "no results"
             self.results = run.results if run.results is not None else read_results(run.path)
             self.index = instantiate(run.config.dataset).prepare().index
@@ -188,6 +191,7 @@ def _source_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", help="output folder (default RUN_DIR/viz, or ./viz)")
 
 
+@cli_main
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m wsal.viz",
