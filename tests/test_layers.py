@@ -36,6 +36,7 @@ LAYERS = (
     "viz",
     "report",
     "app",
+    "predict",  # wsal/predict.py: the `python -m wsal.predict` launcher, above everything
 )
 
 #: function-local imports of wsal modules that are allowed, with why
