@@ -312,3 +312,25 @@ def test_a_trained_run_labels_the_tubes_with_its_classes(tmp_path, method):
     assert doc["detections"] and {d["label"] for d in doc["detections"]} <= set(names)
     if method == "actor_attention":  # every tube scored for every class
         assert len(doc["detections"]) == 2 * len(names)
+
+
+def test_help_documents_every_flag_without_importing_torch():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, contextlib, io\n"
+        "import wsal.predict as p\n"
+        "out = io.StringIO()\n"
+        "with contextlib.redirect_stdout(out), contextlib.suppress(SystemExit):\n"
+        "    p.main(['--help'])\n"
+        "print(out.getvalue()); print('torch loaded:', 'torch' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "torch loaded: False" in done.stdout
+    flags = ["--out", "--overwrite", "--run", "--detector", "--detections", "--linker",
+             "--num-tubes", "--short-side", "--stride", "--top", "--overlay", "--all-labels",
+             "--device", "--threads", "--no-progress", "--debug"]  # fmt: skip
+    for flag in flags:
+        assert flag in done.stdout
