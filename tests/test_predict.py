@@ -330,7 +330,7 @@ def test_help_documents_every_flag_without_importing_torch():
     assert done.returncode == 0, done.stderr
     assert "torch loaded: False" in done.stdout
     flags = ["--out", "--overwrite", "--run", "--detector", "--detections", "--linker",
-             "--num-tubes", "--short-side", "--stride", "--top", "--overlay", "--all-labels",
+             "--num-tubes", "--batch-seeds", "--short-side", "--stride", "--top", "--overlay", "--all-labels",
              "--device", "--threads", "--no-progress", "--debug"]  # fmt: skip
     for flag in flags:
         assert flag in done.stdout

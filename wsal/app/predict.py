@@ -420,6 +420,7 @@ class Settings:
     detector: str = "hog"
     linker: str = "actor"
     num_tubes: int = 5
+    batch_seeds: int = 4
     top: int = 3
     device: str = "cpu"
     overlay: str = "working"  # working | native | none
@@ -435,6 +436,7 @@ def _link(
     num_tubes: int,
     tracker: Any,
     video: str,
+    batch_seeds: int = 1,
 ) -> Tubes:
     """Tubes ``[K, T']`` of the processed frames, linked shot by shot (no tube crosses a cut)."""
 
@@ -444,7 +446,7 @@ def _link(
         if linker == "actor":
             assert frames is not None
             return actor_link(
-                frames[a:b], sub, tracker, num_tubes=num_tubes, batch_seeds=1, snap_iou=0.5,
+                frames[a:b], sub, tracker, num_tubes=num_tubes, batch_seeds=batch_seeds, snap_iou=0.5,
                 video=f"{video}[{a}:{b}]",
             )  # fmt: skip
         if linker == "temporal_prim":
@@ -514,7 +516,16 @@ def predict_video(
     cuts = cuts_from_differences(np.concatenate(diffs))  # [c] processed-frame indices
 
     t = time.perf_counter()
-    tubes_w = _link(settings.linker, frames, dets, cuts, settings.num_tubes, tracker, video)
+    tubes_w = _link(
+        settings.linker,
+        frames,
+        dets,
+        cuts,
+        settings.num_tubes,
+        tracker,
+        video,
+        settings.batch_seeds,
+    )
     timings["link"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -678,7 +689,7 @@ def run_args(args: argparse.Namespace) -> int:
 
 
 def _check_args(args: argparse.Namespace) -> list[Path]:
-    for name in ("num_tubes", "stride", "top"):
+    for name in ("num_tubes", "stride", "top", "batch_seeds"):
         if getattr(args, name) < 1:
             raise PredictError(f"--{name.replace('_', '-')} must be >= 1")
     if args.short_side < 0:
@@ -724,6 +735,7 @@ def _main(args: argparse.Namespace) -> int:
         detector=args.detector,
         linker=args.linker,
         num_tubes=args.num_tubes,
+        batch_seeds=args.batch_seeds,
         top=args.top,
         device=args.device,
         overlay=args.overlay,
