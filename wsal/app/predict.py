@@ -428,6 +428,20 @@ class Settings:
     progress: bool = True
 
 
+@dataclass
+class _ShowTracking:
+    """A tracker that shows its own progress bar ("tracking", over frames) on every call: actor
+    linking calls ``track`` without one, and tracking is where an actor-linked video's time goes."""
+
+    tracker: Any
+    progress: bool
+
+    def track(
+        self, frames: Any, frame0: Any, boxes0: Any, progress: bool = False, **kw: Any
+    ) -> Any:
+        return self.tracker.track(frames, frame0, boxes0, self.progress or progress, **kw)
+
+
 def _link(
     linker: str,
     frames: np.ndarray | None,
