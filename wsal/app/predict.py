@@ -420,7 +420,7 @@ class Settings:
     detector: str = "hog"
     linker: str = "actor"
     num_tubes: int = 5
-    batch_seeds: int = 4
+    batch_seeds: int = 1
     top: int = 3
     device: str = "cpu"
     overlay: str = "working"  # working | native | none
