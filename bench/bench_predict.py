@@ -41,6 +41,8 @@ SETTINGS = [
     ("hd", "short side 240, stride 3, 3 tubes/shot, no overlay",
      {"short_side": 240, "stride": 3, "num_tubes": 3, "overlay": "none"}),
     ("hd", "temporal_prim linker (no tracker)", {"linker": "temporal_prim"}),
+    ("hd", "temporal_prim linker, short side 240, stride 3",
+     {"linker": "temporal_prim", "short_side": 240, "stride": 3}),
     ("qvga", "default (short side 360, every frame, 5 tubes/shot)", {}),
     ("qvga", "short side 240 (native), stride 3, 3 tubes/shot",
      {"short_side": 240, "stride": 3, "num_tubes": 3}),
