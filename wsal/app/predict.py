@@ -34,7 +34,7 @@ import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -316,9 +316,9 @@ def _score_actor_attention(
         train=False,
         frame_size=tuple(fs) if fs else (work[1], work[0]),
     )
-    batch = collate_tube_batch([ds[0]])
     dev = next(scorer.model.parameters()).device
-    batch = {k: v.to(dev) for k, v in batch.items()}  # type: ignore[assignment]
+    collated = cast(dict[str, torch.Tensor], collate_tube_batch([ds[0]]))  # one video
+    batch = {k: v.to(dev) for k, v in collated.items()}
     with torch.inference_mode():
         out = scorer.model.predict_step(batch, 0)
     scores = out["tube_scores"][0].double().numpy()  # [K, L]
@@ -354,10 +354,13 @@ def _score_stil(
             dets.frame[rows] - a, dets.boxes[rows], dets.scores[rows], int(b - a)
         )
         inside = tubes_w.valid[:, a:b].any(axis=1)  # [K] the proposals of this shot
+        to_sub = np.full(len(dets), -1, np.int64)  # row of dets -> row of sub
+        to_sub[rows] = np.arange(len(rows))
+        bi = tubes_w.box_index[inside, a:b]  # [k, b - a] rows of dets, -1: tracker-made
         props = Tubes(
             tubes_w.boxes[inside, a:b],
             tubes_w.valid[inside, a:b],
-            np.full((int(inside.sum()), b - a), -1, np.int64),  # scored by their boxes only
+            np.where(bi >= 0, to_sub[np.maximum(bi, 0)], -1),  # rows of sub
             tubes_w.scores[inside],
         )
         res = scorer.model.predict_tubes(
