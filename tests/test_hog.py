@@ -169,3 +169,79 @@ def test_one_set_of_defaults():
     assert {k: backend[k].default for k in want} == want
     yaml = OmegaConf.load(Path(__file__).resolve().parents[1] / "conf" / "detector" / "hog.yaml")
     assert {k: yaml[k] for k in want} == {**want, "pad": list(want["pad"])}
+
+
+# ------------------------------------------------------------------------- window -> body box
+def test_window_to_body_by_hand():
+    from wsal.detection.hog import BODY_MARGINS, window_to_body
+
+    win = np.array([[100.0, 50.0, 164.0, 178.0], [-10.0, 0.0, 22.0, 64.0]])  # 64x128, 32x64
+    body = window_to_body(win, (0.25, 0.125, 0.25, 0.125))
+    np.testing.assert_allclose(body, [[116, 66, 148, 162], [-2, 8, 14, 56]])
+    np.testing.assert_allclose(window_to_body(win, (0, 0, 0, 0)), win)
+    assert window_to_body(np.zeros((0, 4))).shape == (0, 4)
+    assert BODY_MARGINS[0] == BODY_MARGINS[2]
+    with pytest.raises(ValueError, match="margins"):
+        window_to_body(win, (0.5, 0.1, 0.5, 0.1))
+    with pytest.raises(ValueError, match="margins"):
+        HogPeople(body=(0.1, 0.1, 0.1))
+
+
+def test_body_boxes_are_the_windows_mapped_then_clipped(bikes):
+    """body=... moves each unclipped window's sides inwards by the margins, then clips: same
+    windows kept, same scores; the raw windows stay the default (cached detection stores)."""
+    from wsal.detection.hog import BODY_MARGINS, window_to_body
+
+    _, frames = bikes
+    frame = frames[4]
+    H, W = frame.shape[:2]
+    for pad in [(0, 0, 0), (0.25, 1.5, 0.25)]:  # windows inside the frame; reaching outside it
+        kw = {"resize": 1.0, "pad": pad, "score_thresh": -0.5}
+        raw = HogPeople(**kw)
+        assert raw.body is None and "body" not in raw.params()
+        rb, rs = hog_windows(frame, raw)
+        mapped = HogPeople(**kw, body=True)
+        assert mapped.body == BODY_MARGINS and mapped.params()["body"] == list(BODY_MARGINS)
+        mb, ms = hog_windows(frame, mapped)
+        assert len(rb) > 5 and len(mb) == len(rb)
+        np.testing.assert_array_equal(np.sort(ms), np.sort(rs))
+        w, h = rb[:, 2] - rb[:, 0], rb[:, 3] - rb[:, 1]
+        assert (mb[:, 2] - mb[:, 0]).max() <= 0.6 * w.max() + 1e-3  # 60% of the widest window
+        if pad == (0, 0, 0):  # nothing clipped: exactly the mapping, row for row
+            assert np.allclose(w * 2, h, atol=2)  # 64x128 proportions (pyramid rounding)
+            want = window_to_body(rb, BODY_MARGINS)
+            np.testing.assert_allclose(
+                _sorted_rows(np.c_[mb, ms]), _sorted_rows(np.c_[want, rs]), atol=1e-3
+            )
+        else:  # clipped afterwards: inside the frame, and inside the (clipped) windows' union
+            assert np.all(mb >= 0) and np.all(mb[:, [2, 3]] <= [W, H])
+
+
+def test_body_boxes_fit_the_hand_labelled_basketball_people():
+    """On the hand-labelled frames, mapped boxes overlap each person more than raw windows: the
+    mean IoU of each person's best box rises (measured 0.42 -> 0.52 at resize 1.5)."""
+    from pathlib import Path
+
+    from wsal.data.video import VideoReader
+    from wsal.tube_ops import box_iou
+
+    clip = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
+    path = clip / "basketball_gym_426x240.mp4"
+    if not path.is_file():
+        pytest.skip(f"{path} absent")
+    labels = json.loads(
+        (Path(__file__).parent / "fixtures/real/basketball_people.json").read_text()
+    )
+    frames = VideoReader(path).get_frames(labels["frames"])
+    module = {b: HogDetectorModule(HogPeople(resize=1.5, body=b)) for b in (None, True)}
+    mean = {}
+    for b, m in module.items():
+        f, boxes, _, _ = m(torch.from_numpy(frames))
+        best = []
+        for i, people in enumerate(labels["boxes"]):
+            on = boxes[f == i].numpy()
+            iou = box_iou(on, np.asarray(people, np.float32)) if len(on) else np.zeros((1, 2))
+            best += iou.max(axis=0).tolist()
+        mean[b] = float(np.mean(best))
+    assert mean[True] > mean[None] + 0.05, mean
+    assert mean[True] > 0.45, mean

@@ -38,6 +38,7 @@ LAYERS = (
     "viz",
     "report",
     "app",
+    "predict",  # wsal/predict.py: the `python -m wsal.predict` launcher, above everything
 )
 
 #: function-local imports of wsal modules that are allowed, with why
@@ -46,6 +47,10 @@ LAZY = {
     ("wsal.detection.backends", "wsal.detection.model"): "torchvision models, only to detect",
     ("wsal.detection.backends", "wsal.detection.predict"): "Lightning, only to detect",
     ("wsal.linking.actor", "wsal.linking.siamfc"): "torch: the numpy linking CLI starts without it",
+    (
+        "wsal.predict",
+        "wsal.app.predict",
+    ): "torch: ``python -m wsal.predict --help` answers without it",
 }
 
 

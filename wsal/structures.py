@@ -18,7 +18,7 @@ import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -417,6 +417,20 @@ class TubeDetections:
         )
 
     # ----------------------------------------------------------------------------------------- I/O
+    def to_json(self, label_names: Sequence[str] | None = None) -> list[dict[str, Any]]:
+        """The ``"detections"`` list of the JSON form (DESIGN §4): one ``{"video", "label",
+        "score", "tube": [[frame, x1, y1, x2, y2], ...]}`` per row, labels as names when
+        ``label_names`` is given (else indices), frames 0-based ints."""
+        return [
+            {
+                "video": v,
+                "label": label_names[lab] if (label_names is not None and lab >= 0) else lab,
+                "score": s,
+                "tube": [[int(r[0]), *map(float, r[1:])] for r in rows],
+            }
+            for v, lab, s, rows in self
+        ]
+
     def save(self, path: str | os.PathLike, label_names: Sequence[str] | None = None) -> None:
         """Write the columnar ``.npz`` or, for a ``.json`` path, the JSON form (DESIGN §4).
 
@@ -425,19 +439,7 @@ class TubeDetections:
         """
         path = Path(path)
         if path.suffix == ".json":
-            dets = []
-            for v, lab, s, rows in self:
-                dets.append(
-                    {
-                        "video": v,
-                        "label": label_names[lab]
-                        if (label_names is not None and lab >= 0)
-                        else lab,
-                        "score": s,
-                        "tube": [[int(r[0]), *map(float, r[1:])] for r in rows],
-                    }
-                )
-            atomic_write_json(path, {"detections": dets})
+            atomic_write_json(path, {"detections": self.to_json(label_names)})
         else:
             atomic_savez(
                 path,

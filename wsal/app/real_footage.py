@@ -20,7 +20,7 @@ import importlib.util
 import json
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +42,10 @@ __all__ = [
     "CLIPS",
     "LABELS_DIR",
     "clip_path",
+    "cuts_from_differences",
     "demo",
+    "frame_differences",
+    "link_per_shot",
     "link_shots",
     "load_labels",
     "main",
@@ -106,26 +109,47 @@ def load_labels(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, dict[s
 
 
 # ------------------------------------------------------------------------------------ shot cuts
-def shot_cuts(frames: np.ndarray, min_diff: float = 20.0, min_ratio: float = 2.0) -> np.ndarray:
-    """First frames of new shots (hard cuts) from frame differences: int64 ``[c]``, ascending.
+def frame_differences(frames: np.ndarray, previous: np.ndarray | None = None) -> np.ndarray:
+    """Mean absolute difference (0-255, all pixels and channels) of each frame with the one
+    before it: float64 ``[T]``; ``d[0]`` is the difference with ``previous`` (the frame before
+    ``frames[0]``, for a video read in chunks) or 0 without it."""
+    d = np.zeros(len(frames), np.float64)  # [T]
+    prev = previous
+    for t in range(len(frames)):  # one frame pair at a time: int16 of a whole video is big
+        if prev is not None:
+            d[t] = np.abs(frames[t].astype(np.int16) - prev.astype(np.int16)).mean()
+        prev = frames[t]
+    return d
 
-    ``d[t]`` is the mean absolute difference (0-255) between frames ``t - 1`` and ``t`` (all
-    pixels and channels). Frame ``t`` starts a shot when ``d[t] >= min_diff`` and ``d[t]`` is at
-    least ``min_ratio`` times both neighbouring differences ``d[t - 1]`` and ``d[t + 1]``: a cut is
-    an isolated spike, fast motion inside a shot raises its neighbours too (on ``bikes`` cuts give
-    53-85, the fastest in-shot motion 21 with neighbours alike).
-    """
-    if frames.ndim != 4 or len(frames) < 2:
+
+def cuts_from_differences(
+    d: np.ndarray, min_diff: float = 20.0, min_ratio: float = 2.0
+) -> np.ndarray:
+    """First frames of new shots from the frame differences ``d`` ``[T]`` (:func:`shot_cuts`)."""
+    d = np.asarray(d, np.float64).copy()
+    if len(d) < 2:
         return np.zeros(0, np.int64)
-    d = np.empty(len(frames), np.float64)  # [T] d[0] undefined
-    d[0] = 0.0
-    for t in range(1, len(frames)):  # one frame pair at a time: int16 of a whole video is big
-        d[t] = np.abs(frames[t].astype(np.int16) - frames[t - 1].astype(np.int16)).mean()
+    d[0] = 0.0  # frame 0 starts the video, not a shot
     prev = np.concatenate([[0.0], d[:-1]])  # [T] d[t - 1] (d[0] = 0)
     nxt = np.concatenate([d[1:], [0.0]])  # [T] d[t + 1]
     cut = (d >= min_diff) & (d >= min_ratio * prev) & (d >= min_ratio * nxt)
     cut[0] = False
     return np.flatnonzero(cut).astype(np.int64)
+
+
+def shot_cuts(frames: np.ndarray, min_diff: float = 20.0, min_ratio: float = 2.0) -> np.ndarray:
+    """First frames of new shots (hard cuts) from frame differences: int64 ``[c]``, ascending.
+
+    ``d[t]`` is the mean absolute difference (0-255) between frames ``t - 1`` and ``t`` (all
+    pixels and channels, :func:`frame_differences`). Frame ``t`` starts a shot when
+    ``d[t] >= min_diff`` and ``d[t]`` is at least ``min_ratio`` times both neighbouring
+    differences ``d[t - 1]`` and ``d[t + 1]``: a cut is an isolated spike, fast motion inside a
+    shot raises its neighbours too (on ``bikes`` cuts give 53-85, the fastest in-shot motion 21
+    with neighbours alike).
+    """
+    if frames.ndim != 4 or len(frames) < 2:
+        return np.zeros(0, np.int64)
+    return cuts_from_differences(frame_differences(frames), min_diff, min_ratio)
 
 
 def shot_bounds(cuts: np.ndarray, num_frames: int) -> np.ndarray:
@@ -149,6 +173,48 @@ def mean_iou(pred: np.ndarray, frames: np.ndarray, boxes: np.ndarray) -> float:
     return float(np.mean(box_iou_paired(pred[frames], boxes)))
 
 
+def link_per_shot(
+    dets: Detections,
+    cuts: np.ndarray,
+    link_one: Callable[[int, int, Detections], Tubes],
+) -> Tubes:
+    """Link each shot (:func:`shot_bounds` of ``cuts``) on its own, so no tube crosses a cut.
+
+    ``link_one(a, b, sub)`` links shot ``[a, b)`` given its detections ``sub`` (frames shifted to
+    start at 0) and returns Tubes ``[k, b - a]`` whose ``box_index`` rows are rows of ``sub``.
+    Returns Tubes over the whole video ``[K, T]`` (``T = dets.num_frames``), each valid inside
+    one shot only, ``box_index`` rows of ``dets``, sorted by descending score (stable).
+    """
+    T = dets.num_frames
+    parts_b, parts_v, parts_i, parts_s = [], [], [], []
+    for a, b in shot_bounds(cuts, T):
+        rows = np.flatnonzero((dets.frame >= a) & (dets.frame < b))  # [n] rows in this shot
+        sub = Detections.from_unsorted(
+            dets.frame[rows] - a, dets.boxes[rows], dets.scores[rows], int(b - a)
+        )
+        # from_unsorted keeps row order for sorted frames (dets.frame is sorted)
+        tubes = link_one(int(a), int(b), sub)
+        K = tubes.num_tubes
+        boxes = np.zeros((K, T, 4), np.float32)
+        valid = np.zeros((K, T), bool)
+        index = np.full((K, T), -1, np.int64)
+        boxes[:, a:b] = tubes.boxes
+        valid[:, a:b] = tubes.valid
+        bi = tubes.box_index
+        index[:, a:b] = np.where(bi >= 0, rows[np.maximum(bi, 0)] if len(rows) else -1, -1)
+        parts_b.append(boxes)
+        parts_v.append(valid)
+        parts_i.append(index)
+        parts_s.append(tubes.scores)
+    order = np.argsort(-np.concatenate(parts_s), kind="stable")
+    return Tubes(
+        np.concatenate(parts_b)[order],
+        np.concatenate(parts_v)[order],
+        np.concatenate(parts_i)[order],
+        np.concatenate(parts_s).astype(np.float32)[order],
+    )
+
+
 def link_shots(
     frames: np.ndarray,
     dets: Detections,
@@ -169,15 +235,8 @@ def link_shots(
     score (the seed detection's).
     """
 
-    T = len(frames)
-    parts_b, parts_v, parts_i, parts_s = [], [], [], []
-    for a, b in shot_bounds(cuts, T):
-        rows = np.flatnonzero((dets.frame >= a) & (dets.frame < b))  # [n] rows in this shot
-        sub = Detections.from_unsorted(
-            dets.frame[rows] - a, dets.boxes[rows], dets.scores[rows], int(b - a)
-        )
-        # from_unsorted keeps row order for sorted frames (dets.frame is sorted)
-        tubes = actor_link(
+    def link_one(a: int, b: int, sub: Detections) -> Tubes:
+        return actor_link(
             frames[a:b],
             sub,
             tracker,
@@ -188,25 +247,8 @@ def link_shots(
             snap_iou=snap_iou,
             video=f"{video}[{a}:{b}]",
         )
-        K = tubes.num_tubes
-        boxes = np.zeros((K, T, 4), np.float32)
-        valid = np.zeros((K, T), bool)
-        index = np.full((K, T), -1, np.int64)
-        boxes[:, a:b] = tubes.boxes
-        valid[:, a:b] = tubes.valid
-        bi = tubes.box_index
-        index[:, a:b] = np.where(bi >= 0, rows[np.maximum(bi, 0)] if len(rows) else -1, -1)
-        parts_b.append(boxes)
-        parts_v.append(valid)
-        parts_i.append(index)
-        parts_s.append(tubes.scores)
-    order = np.argsort(-np.concatenate(parts_s), kind="stable")
-    return Tubes(
-        np.concatenate(parts_b)[order],
-        np.concatenate(parts_v)[order],
-        np.concatenate(parts_i)[order],
-        np.concatenate(parts_s).astype(np.float32)[order],
-    )
+
+    return link_per_shot(dets, cuts, link_one)
 
 
 # ------------------------------------------------------------------------------ classification

@@ -32,6 +32,7 @@ __all__ = [
     "IMAGE_EXTENSIONS",
     "VideoError",
     "VideoReader",
+    "VideoWriter",
     "read_frames",
     "sample_segment_indices",
     "write_video",
@@ -462,6 +463,89 @@ def _natural_key(name: str) -> tuple:
     return tuple(int(p) if j % 2 else p for j, p in enumerate(parts))
 
 
+class VideoWriter:
+    """Write uint8 RGB frames to an H.264 mp4 with PyAV, a chunk at a time, atomically.
+
+    ``with VideoWriter(path, width, height, fps) as w: w.write(frames)`` (``[T, H, W, 3]`` or
+    ``[H, W, 3]``); the file appears under ``path`` only when the block ends without an error.
+    ``lossless=True`` uses ``libx264rgb`` at qp 0 (exact RGB round trip, for tests); otherwise
+    ``libx264`` yuv420p at ``crf`` (needs even width and height).
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        width: int,
+        height: int,
+        fps: float = 25.0,
+        lossless: bool = False,
+        crf: int = 18,
+    ) -> None:
+        if not lossless and (height % 2 or width % 2):
+            raise ValueError(f"{path}: lossy H.264 needs even width/height, got {width}x{height}")
+        self.path = Path(path)
+        self.size = (int(height), int(width))
+        self.fps, self.lossless, self.crf = fps, lossless, crf
+        self.frames_written = 0
+
+    def __enter__(self) -> VideoWriter:
+        import av
+
+        self._atomic = atomic_path(self.path, suffix=self.path.suffix or ".mp4")
+        tmp = self._atomic.__enter__()
+        self._container = av.open(str(tmp), mode="w")
+        from fractions import Fraction
+
+        rate = Fraction(self.fps).limit_denominator(1000)
+        if self.lossless:
+            stream = self._container.add_stream("libx264rgb", rate=rate)
+            stream.pix_fmt = "rgb24"
+            stream.options = {"qp": "0", "preset": "ultrafast"}
+        else:
+            stream = self._container.add_stream("libx264", rate=rate)
+            stream.pix_fmt = "yuv420p"
+            stream.options = {"crf": str(self.crf), "preset": "veryfast"}
+        stream.height, stream.width = self.size
+        self._stream = stream
+        return self
+
+    def write(self, frames: np.ndarray) -> None:
+        """Append uint8 RGB frames ``[T, H, W, 3]`` (or one ``[H, W, 3]``) of the writer's size."""
+        import av
+
+        frames = np.asarray(frames)
+        if frames.ndim == 3:
+            frames = frames[None]
+        if frames.ndim != 4 or frames.shape[1:] != (*self.size, 3) or frames.dtype != np.uint8:
+            raise ValueError(
+                f"{self.path}: frames must be uint8 [T,{self.size[0]},{self.size[1]},3], got "
+                f"{frames.dtype} {frames.shape}"
+            )
+        for img in frames:
+            for packet in self._stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                self._container.mux(packet)
+        self.frames_written += len(frames)
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        err: BaseException | None = exc
+        try:
+            if err is None and self.frames_written == 0:
+                err = ValueError(f"{self.path}: no frames to write")
+            if err is None:
+                for packet in self._stream.encode():  # flush the encoder
+                    self._container.mux(packet)
+        except BaseException as e:  # a failed flush: nothing is left behind either
+            err = e
+        finally:
+            self._container.close()
+        if err is None:
+            self._atomic.__exit__(None, None, None)  # rename the temp file to path
+            return
+        self._atomic.__exit__(type(err), err, err.__traceback__)  # delete the temp file
+        if err is not exc:
+            raise err
+
+
 def write_video(
     path: str | os.PathLike,
     frames: np.ndarray,
@@ -472,10 +556,9 @@ def write_video(
     """Write uint8 RGB frames ``[T, H, W, 3]`` to an H.264 mp4 with PyAV, atomically.
 
     ``lossless=True`` uses ``libx264rgb`` at qp 0 (exact RGB round trip, for tests); otherwise
-    ``libx264`` yuv420p at ``crf`` (needs even width and height).
+    ``libx264`` yuv420p at ``crf`` (needs even width and height). See :class:`VideoWriter` to
+    write a chunk at a time.
     """
-    import av
-
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
         raise ValueError(
@@ -484,24 +567,5 @@ def write_video(
     t, h, w, _ = frames.shape
     if t == 0:
         raise ValueError(f"{path}: no frames to write")
-    with atomic_path(path, suffix=Path(path).suffix or ".mp4") as tmp:
-        with av.open(str(tmp), mode="w") as container:
-            from fractions import Fraction
-
-            rate = Fraction(fps).limit_denominator(1000)
-            if lossless:
-                stream = container.add_stream("libx264rgb", rate=rate)
-                stream.pix_fmt = "rgb24"
-                stream.options = {"qp": "0", "preset": "ultrafast"}
-            else:
-                if h % 2 or w % 2:
-                    raise ValueError(f"{path}: lossy H.264 needs even width/height, got {w}x{h}")
-                stream = container.add_stream("libx264", rate=rate)
-                stream.pix_fmt = "yuv420p"
-                stream.options = {"crf": str(crf), "preset": "veryfast"}
-            stream.width, stream.height = w, h
-            for img in frames:
-                for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
-                    container.mux(packet)
-            for packet in stream.encode():
-                container.mux(packet)
+    with VideoWriter(path, w, h, fps, lossless, crf) as writer:
+        writer.write(frames)

@@ -23,7 +23,8 @@ Steps for one frame (:func:`hog_windows`, then :func:`wsal.detection.model.filte
 3. every window of the image pyramid (``scale`` between levels, ``win_stride`` pixels apart)
    scoring ``>= score_thresh``, ungrouped (OpenCV's grouping is replaced by NMS below);
 4. windows with less than ``min_inside`` of their area inside the frame are dropped (on padding
-   the detector sees replicated stripes, not people); the rest are clipped to the frame;
+   the detector sees replicated stripes, not people); with ``body`` each window is mapped to the
+   person's body box inside it (:func:`window_to_body`); the boxes are clipped to the frame;
 5. NMS per frame (IoU ``> nms_iou`` suppresses) and the ``max_per_frame`` best.
 
 The defaults of all these are :data:`HOG_DEFAULTS`, the one place they are written (the HOG
@@ -40,9 +41,47 @@ from typing import Any
 import cv2
 import numpy as np
 
-__all__ = ["HOG_DEFAULTS", "PERSON_LABEL", "HogDefaults", "HogPeople", "hog_windows"]
+__all__ = [
+    "BODY_MARGINS",
+    "HOG_DEFAULTS",
+    "PERSON_LABEL",
+    "HogDefaults",
+    "HogPeople",
+    "hog_windows",
+    "window_to_body",
+]
 
 PERSON_LABEL = 1  # COCO's person index (the torchvision backend's labels)
+
+#: Margins of the 64x128 HOG window around the body it fires on, as fractions of the window's
+#: ``(width left, height above, width right, height below)``. INRIA's training windows centre
+#: a ~96-pixel-tall person with 16 pixels (0.125 of 128) above and below (Dalal & Triggs 2005),
+#: the body filling about the middle half of the width. Tuned on the hand-labelled basketball
+#: frames (``tests/fixtures/real/basketball_people.json``, docs/predict.md): a grid search over
+#: margins in steps of 0.025 (left = right), maximising the mean IoU of each labelled person's
+#: best-overlapping box after NMS over HOG at resize 1, 1.5 and 2, picked exactly 0.125 above
+#: and below and 0.2 each side; mean IoU 0.38 -> 0.49 (best box), 0.35 -> 0.47 (top box).
+BODY_MARGINS = (0.2, 0.125, 0.2, 0.125)
+
+
+def window_to_body(boxes: np.ndarray, margins: Sequence[float] = BODY_MARGINS) -> np.ndarray:
+    """HOG windows -> body boxes: ``float[n, 4]`` xyxy, each side moved inwards by its margin.
+
+    ``margins``: ``(left, top, right, bottom)`` fractions of the window's width (left, right) and
+    height (top, bottom), :data:`BODY_MARGINS` by default. Works on unclipped windows (a window
+    reaching outside the frame keeps its proportions); clip afterwards.
+    """
+    m = np.asarray(margins, np.float64)
+    if m.shape != (4,) or np.any(m < 0) or m[0] + m[2] >= 1 or m[1] + m[3] >= 1:
+        raise ValueError(
+            f"margins must be 4 fractions >= 0, left + right < 1, top + bottom < 1: {m}"
+        )
+    b = np.asarray(boxes, np.float64)
+    w = (b[:, 2] - b[:, 0])[:, None]  # [n, 1]
+    h = (b[:, 3] - b[:, 1])[:, None]  # [n, 1]
+    scale = np.concatenate([w, h, w, h], axis=1)  # [n, 4]
+    sign = np.array([1.0, 1.0, -1.0, -1.0])  # x1, y1 move right/down; x2, y2 left/up
+    return b + sign * m * scale  # [n, 4]
 
 
 @dataclass(frozen=True)
@@ -75,6 +114,9 @@ class HogPeople:
         scale: ratio between pyramid levels (OpenCV's ``scale``; 1.05 is its default).
         score_thresh: keep windows with SVM margin ``>= score_thresh``.
         min_inside: keep windows with at least this fraction of their area inside the frame.
+        body: map each window to the body box inside it (:func:`window_to_body`): ``True`` with
+            :data:`BODY_MARGINS`, 4 margins, or ``None``/``False`` for the raw window (the
+            detection backends' default, which the cached stores were made with).
     """
 
     def __init__(
@@ -85,6 +127,7 @@ class HogPeople:
         scale: float = HOG_DEFAULTS.scale,
         score_thresh: float = HOG_DEFAULTS.score_thresh,
         min_inside: float = HOG_DEFAULTS.min_inside,
+        body: bool | Sequence[float] | None = None,
     ) -> None:
         if resize <= 0:
             raise ValueError(f"resize must be > 0, got {resize}")
@@ -103,6 +146,11 @@ class HogPeople:
         self.scale = float(scale)
         self.score_thresh = float(score_thresh)
         self.min_inside = float(min_inside)
+        if body is True:
+            body = BODY_MARGINS
+        self.body: tuple[float, ...] | None = tuple(float(m) for m in body) if body else None
+        if self.body is not None:
+            window_to_body(np.zeros((0, 4)), self.body)  # checks the margins now
         self._hog: Any = None  # built on first use: a cv2 object does not pickle
 
     def params(self) -> dict[str, Any]:
@@ -114,6 +162,7 @@ class HogPeople:
             "scale": self.scale,
             "score_thresh": self.score_thresh,
             "min_inside": self.min_inside,
+            **({"body": list(self.body)} if self.body is not None else {}),  # old keys unchanged
             "opencv": cv2.__version__,
         }
 
@@ -139,7 +188,7 @@ def hog_windows(frame: np.ndarray, det: HogPeople) -> tuple[np.ndarray, np.ndarr
 
     Returns:
         ``(boxes float32[n, 4] xyxy clipped to the frame, scores float32[n])``, by descending
-        score, then by coordinates.
+        score, then by coordinates; body boxes when ``det.body`` is set, else the windows.
     """
     if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
         raise ValueError(f"frame must be uint8 [H, W, 3], got {frame.dtype} {frame.shape}")
@@ -175,6 +224,8 @@ def hog_windows(frame: np.ndarray, det: HogPeople) -> tuple[np.ndarray, np.ndarr
     inside = (clipped[:, 2] - clipped[:, 0]) * (clipped[:, 3] - clipped[:, 1])  # [n]
     area = (x2 - x1) * (y2 - y1)  # [n]
     keep = (inside >= det.min_inside * area) & (inside > 0) & (scores >= det.score_thresh)
+    if det.body is not None:  # the body inside the window, then clipped like the window
+        clipped = np.clip(window_to_body(boxes, det.body), 0.0, [W, H, W, H])  # [n, 4]
     boxes, scores = clipped[keep].astype(np.float32), scores[keep].astype(np.float32)
     # OpenCV scans pyramid levels in parallel, so its order varies between calls: sort (by
     # descending score, then coordinates) to make the output, and NMS ties, deterministic
