@@ -496,3 +496,21 @@ def test_resume_never_goes_back_to_an_attempt_a_later_run_took_further(tmp_path)
     live = _record(root / "c", "k", "running", True, 300, **runs.owner())
     runs.write_run(live, pid=os.getppid())
     assert runs.find_resumable([root], "k") == a
+
+
+def test_bad_dataset_ends_train_py_with_the_report_then_one_error_line(dataset_copy, capsys):
+    """train.py's handler (``exit_on_input_error``): the validator's report, one problem per
+    line, then a last line ``error: <dataset> (<root>): ...`` and exit status 2."""
+    from wsal.errors import exit_on_input_error
+
+    vid, named = _break(dataset_copy, "missing_video")
+    with pytest.raises(InvalidDatasetError) as err:
+        prepare_checked(AnnotatedDataset(root=str(dataset_copy), name="tiny"))
+    with pytest.raises(SystemExit) as done:
+        exit_on_input_error(err.value, argv=[])
+    assert done.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert any(vid in line and named in line for line in lines[:-1])
+    last = lines[-1]
+    assert last.startswith(f"error: dataset tiny ({dataset_copy}): 1 problems in 1 videos")
+    assert "dataset.skip_invalid=true" in last

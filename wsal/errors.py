@@ -66,6 +66,8 @@ def error_line(err: BaseException) -> str:
     """``error: <file>: <what is wrong>`` for ``err``, on one line."""
     if isinstance(err, FileNotFoundError | IsADirectoryError) and err.filename and err.strerror:
         text = f"{err.filename}: {err.strerror.lower()}"
+    elif isinstance(getattr(err, "summary", None), str):  # a long report: its last line
+        text = err.summary  # type: ignore[attr-defined]
     else:
         text = str(err.args[0]) if len(err.args) == 1 else str(err)  # KeyError's repr quotes
     text = " ".join(text.split())  # one line, however the message was wrapped
@@ -77,11 +79,19 @@ def error_line(err: BaseException) -> str:
     return f"error: {text}"
 
 
+def _print_details(err: BaseException) -> None:
+    """The lines an error carries beyond its summary (e.g. a validation report), on stderr."""
+    details = getattr(err, "details", None)
+    if isinstance(details, str) and details:
+        print(details, file=sys.stderr)
+
+
 def exit_on_input_error(err: BaseException, argv: Sequence[str] | None = None) -> None:
     """For a Hydra app's ``except`` block: bad input ends the process with :func:`error_line` on
     stderr and exit status 2 (``SystemExit``, which Hydra lets through); anything else, or
     :func:`debug_requested`, returns so that the caller re-raises with the traceback."""
     if isinstance(err, INPUT_ERRORS) and not debug_requested(argv):
+        _print_details(err)
         print(error_line(err), file=sys.stderr)
         raise SystemExit(2) from None
 
@@ -100,6 +110,7 @@ def cli_main(main: Callable[[list[str]], Any]) -> Callable[[Sequence[str] | None
         except INPUT_ERRORS as e:
             if debug:
                 raise
+            _print_details(e)
             print(error_line(e), file=sys.stderr)
             return 2
 

@@ -40,7 +40,7 @@ import numpy as np
 from wsal.data.annotations import DatasetIndex, GTTube, VideoInfo, load_index
 from wsal.data.datasets import PreparedDataset
 from wsal.data.video import IMAGE_EXTENSIONS, VideoError, VideoReader
-from wsal.errors import cli_main
+from wsal.errors import InputError, cli_main
 
 log = logging.getLogger(__name__)
 
@@ -406,12 +406,17 @@ def validate_annotations(
     )
 
 
-class InvalidDatasetError(ValueError):
-    """A dataset with problems (:class:`ValidationReport`) found before any work on it."""
+class InvalidDatasetError(InputError):
+    """A dataset with problems (:class:`ValidationReport`) found before any work on it.
 
-    def __init__(self, message: str, report: ValidationReport) -> None:
+    ``str()`` is the whole report and its summary; a CLI prints ``details`` (the report, one
+    problem per line) and then ``summary`` as its one ``error:`` line."""
+
+    def __init__(self, message: str, report: ValidationReport, summary: str | None = None) -> None:
         super().__init__(message)
         self.report = report
+        self.details = report.format()
+        self.summary = summary or message.splitlines()[-1]
 
 
 def check_dataset(
@@ -451,11 +456,11 @@ def check_dataset(
             if file_wide
             else f"fix them, or set {key}.skip_invalid=true to drop the {len(bad)} invalid videos"
         )
-        raise InvalidDatasetError(
-            f"{report.format()}\n{key} {prepared.name}: {len(report.problems)} problems in "
-            f"{len(bad)} videos; {hint} ({key}.validate=false skips this check)",
-            report,
+        summary = (
+            f"{key} {prepared.name} ({index.root}): {len(report.problems)} problems in "
+            f"{len(bad)} videos; {hint} ({key}.validate=false skips this check)"
         )
+        raise InvalidDatasetError(f"{report.format()}\n{summary}", report, summary)
     drop = set(bad)
     kept = DatasetIndex(
         index.labels,
