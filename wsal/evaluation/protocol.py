@@ -671,7 +671,7 @@ def frame_map(
     check_thresholds(thresholds)
     g_lens = np.diff(gt.offsets)
     has_gt = np.bincount(np.repeat(gt.label, g_lens), minlength=len(gt.labels)) > 0
-    out: dict[str, dict[str, Any]] = {"frame_AP": {}, "frame_mAP": {}}
+    out: dict[str, Any] = {"frame_AP": {}, "frame_mAP": {}}
     for t in thresholds:
         ap = frame_ap(gt, dets, float(t), protocol, ignore_unknown_videos)
         key = str(float(t))

@@ -158,7 +158,8 @@ class _HandedCheckpointIO(TorchCheckpointIO):
 
     def __init__(self, path: str | os.PathLike, state: dict[str, Any]) -> None:
         super().__init__()
-        self.path, self.state = str(path), state
+        self.path = str(path)
+        self.state: dict[str, Any] | None = state
 
     def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: Any = None) -> Any:
         if str(path) == self.path and self.state is not None:

@@ -491,6 +491,8 @@ class STIL(pl.LightningModule):
 
     models_weight: Tensor  # float32[M, L, D] buffers: fold models 0..M-2, the final model M-1
     models_bias: Tensor  # float32[M, L]
+    proj_mean: Tensor  # float32[D] (pca_dim; empty until fitted)
+    proj: Tensor  # float32[D, k]
 
     def __init__(
         self,
