@@ -46,13 +46,22 @@ proposals: $(STAMP) ## proposal recall of temporal_prim, viterbi, actor on Synth
 stil: $(STAMP) ## train and evaluate STIL on SynthActors (Lite0 CNN box features, CPU ~20 min)
 	$(PY) train.py experiment=stil_temporal_prim_synthactors_labels $(ARGS)
 
-stil-study: $(STAMP) ## STIL paper study (Table 1, Fig. 5, Fig. 6): one Hydra multirun + its report
-	$(PY) train.py -m 'study=glob(*)' task_name=stil_study hydra.sweep.dir=multirun/stil_study $(ARGS)
+# The STIL study: every conf/study point but Fig. 5's is trained (on the STIL experiment with the
+# box's layout); Fig. 5 reranks each trained STIL point with eval.py (same model and tubes).
+STIL_EXP = experiment=stil_layout_temporal_prim_synthactors_labels
+STIL_POINTS = stil,table1_mil,table1_gmil5,table1_gmil10,table1_gmil40,table1_stil_noprim,fig6_points_stride10,fig6_mixture,fig6_points,fig6_boxes_stride10,fig6_boxes
+STIL_RERANK = for cfg in $$(grep -l '^  point: stil$$' $(1)/*/.hydra/config.yaml); do \
+		for r in context negative both; do $(PY) eval.py run_dir=$$(dirname $$(dirname $$cfg)) reranking=$$r || exit 1; done; done
+
+stil-study: $(STAMP) ## STIL paper study (Table 1, Fig. 5, Fig. 6): one Hydra multirun, Fig. 5 by eval.py, the report
+	$(PY) train.py -m $(STIL_EXP) 'study=$(STIL_POINTS)' task_name=stil_study hydra.sweep.dir=multirun/stil_study $(ARGS)
+	$(call STIL_RERANK,multirun/stil_study)
 	$(PY) -m wsal.report stil multirun/stil_study --out reports/stil_study
 
 stil-study-seeds: $(STAMP) ## the STIL study on two more SynthActors seeds; report over all three (run stil-study first)
-	$(PY) train.py -m 'dataset.seed=1,2' 'dataset.root=$${paths.data_dir}/synthactors_s$${dataset.seed}' \
-		'study=glob(*)' task_name=stil_study_seeds hydra.sweep.dir=multirun/stil_study_seeds $(ARGS)
+	$(PY) train.py -m $(STIL_EXP) 'dataset.seed=1,2' 'dataset.root=$${paths.data_dir}/synthactors_s$${dataset.seed}' \
+		'study=$(STIL_POINTS)' task_name=stil_study_seeds hydra.sweep.dir=multirun/stil_study_seeds $(ARGS)
+	$(call STIL_RERANK,multirun/stil_study_seeds)
 	$(PY) -m wsal.report stil multirun/stil_study multirun/stil_study_seeds --out reports/stil_study_seeds
 
 test: $(STAMP) ## fast test suite (no slow tests)

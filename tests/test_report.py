@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from wsal.report import collect, main, stil_study
+from wsal.report import _map, collect, collect_replicates, main, stil_study
 
 
 def _write(root, point, map05, cost=5.0, map02=None):
@@ -115,3 +115,43 @@ def test_stil_study_over_replicates_mean_std_and_per_seed_orderings(tmp_path):
         )
         == 0
     )
+
+
+def test_eval_reranking_of_the_stil_run_is_a_fig5_point_with_top1_and_bounds(tmp_path):
+    """``eval.py run_dir=<stil run> reranking=context`` writes ``<run>/eval/<time>/results.json``
+    with the run's study point ``stil``: the report counts it as ``fig5_context`` (a replicate of
+    the run it rebuilt), not as a newer STIL result; tables carry the top-1 rate and the bounds."""
+    runs = tmp_path / "multirun"
+    _write(runs, "stil", 0.3)
+    stil_run = runs / "stil"
+    (stil_run / ".hydra").mkdir()
+    (stil_run / ".hydra" / "config.yaml").write_text("seed: 0\ndataset:\n  seed: 3\n")
+    res = json.loads((stil_run / "results.json").read_text())
+    res["reranking"] = "none"
+    res["top1"] = 0.6
+    bounds = {
+        "chance": {"video_mAP": {"0.2": 0.4, "0.5": 0.25}, "top1": 0.3},
+        "prior": {"video_mAP": {"0.2": 0.35, "0.5": 0.3}, "top1": 0.4},
+        "ceiling": {"video_mAP": {"0.2": 0.98, "0.5": 0.9}, "top1": 0.9},
+    }
+    res["bounds"] = bounds
+    (stil_run / "results.json").write_text(json.dumps(res))
+    ev = stil_run / "eval" / "2026-01-01_00-00-00"
+    ev.mkdir(parents=True)
+    (ev / ".hydra").mkdir()  # eval.py's own Hydra folder: not the run's config
+    (ev / ".hydra" / "config.yaml").write_text("run_dir: x\n")
+    reranked = dict(res, reranking="context", top1=0.7, video_mAP={"0.2": 0.45, "0.5": 0.35})
+    (ev / "results.json").write_text(json.dumps(reranked))
+    reps = collect_replicates(runs)
+    assert set(reps) == {"stil", "fig5_context"}
+    assert list(reps["fig5_context"]) == ["dataset.seed=3 seed=0"]
+    assert _map(reps["stil"]["dataset.seed=3 seed=0"]) == pytest.approx(0.3)  # not replaced
+    out = stil_study(runs, tmp_path / "out")
+    assert out["fig5"]["none"] == pytest.approx(0.3)
+    assert out["fig5"]["context"] == pytest.approx(0.35)
+    assert out["table1"]["STIL"]["top1"] == pytest.approx(0.6)
+    assert out["bounds"]["prior"] == {"0.2": 0.35, "0.5": 0.3, "top1": 0.4}
+    md = (tmp_path / "out" / "stil_study.md").read_text()
+    assert "| STIL | 0.4000 | 0.3000 | 0.6000 |" in md
+    assert "| context | 0.4500 | 0.3500 | 0.7000 |" in md
+    assert "| ceiling | 0.9800 | 0.9000 | 0.9000 |" in md

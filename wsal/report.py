@@ -18,9 +18,14 @@ study multirun (``make stil-study``: one run per ``conf/study/*.yaml`` point) an
 
 - ``stil_study.md``: Table 1 (MIL, GMIL µ = 5/10/40, STIL without / with Temporal Prim), Figure 5
   (reranking none / context / negative / both) and Figure 6 (supervision level, annotation cost,
-  mAP) as markdown tables, each mAP with its protocol, plus whether the paper's orderings hold;
+  mAP) as markdown tables, each mAP with its protocol and the top-1 rate, the bounds (chance,
+  prior, ceiling) of the runs' tubes, plus whether the paper's orderings hold;
 - ``fig5_reranking.png`` and ``fig6_supervision.png``;
 - ``stil_study.json``: the numbers behind them.
+
+A Figure 5 point is either a study run (``study=fig5_<name>``) or the STIL point's trained model
+reranked by ``eval.py run_dir=<stil run> reranking=<name>`` (written under ``<run>/eval/``): the
+same model and tubes, so only the reranking differs, at the cost of one training instead of four.
 
 Run folders are read with :func:`wsal.runs.load_run` (the one loader of a saved run); this
 module is an entry point like train.py, reporting on runs that train.py made.
@@ -67,6 +72,7 @@ __all__ = [
 ]
 
 STIL_HELP = "STIL study: Table 1, Figure 5, Figure 6"
+BOUND_KEYS = ("0.2", "0.5", "top1")
 
 TABLE1 = [
     ("table1_mil", "MIL"),
@@ -84,11 +90,24 @@ FIG6 = [("stil", "labels")] + [
 
 
 def _replicate_key(run: Path) -> str:
-    """``dataset.seed=<s> seed=<s>`` of a run folder (its saved config), or ``""`` if unknown."""
+    """``dataset.seed=<s> seed=<s>`` of a run folder (its saved config), or ``""`` if unknown.
+    An ``eval.py`` result (``<run>/eval/<time>/``) is a replicate of the run it rebuilt."""
+    if run.parent.name == "eval" and (run.parent.parent / CONFIG_FILE).exists():
+        run = run.parent.parent
     if not (run / CONFIG_FILE).exists():
         return ""
     c = read_config(run)
     return f"dataset.seed={OmegaConf.select(c, 'dataset.seed')} seed={OmegaConf.select(c, 'seed')}"
+
+
+def _study_point(res: dict[str, Any]) -> str | None:
+    """The study point of a results.json: its ``study.point``, except that the STIL point
+    reranked by ``eval.py ... reranking=<name>`` is the Figure 5 point ``fig5_<name>``."""
+    point = (res.get("study") or {}).get("point")
+    rerank = res.get("reranking")
+    if point == "stil" and isinstance(rerank, str) and rerank not in ("", "none"):
+        return f"fig5_{rerank}"
+    return point
 
 
 def _study_results(dirs: Sequence[str | Path]):
@@ -101,7 +120,7 @@ def _study_results(dirs: Sequence[str | Path]):
             res = json.loads(f.read_text())
         except json.JSONDecodeError as e:
             raise ValueError(f"{f}: not valid JSON ({e})") from e
-        point = (res.get("study") or {}).get("point")
+        point = _study_point(res)
         if point:
             res["_path"] = str(f.parent)
             yield point, f.parent, res
@@ -125,7 +144,23 @@ def collect(run_dir: str | Path) -> dict[str, dict[str, Any]]:
 
 
 def _map(res: dict[str, Any] | None, iou: str = "0.5") -> float:
+    """video-mAP@iou of a results.json; ``iou="top1"``: its top-1 rate (nan when missing)."""
+    if iou == "top1":
+        return float(res["top1"]) if res and res.get("top1") is not None else float("nan")
     return float(res["video_mAP"][iou]) if res and iou in res.get("video_mAP", {}) else float("nan")
+
+
+def _bound(res: dict[str, Any], name: str, key: str) -> float:
+    """A bound of a results.json (``bounds[name]``: mAP@key, or its top-1 rate), nan if absent."""
+    b = (res.get("bounds") or {}).get(name) or {}
+    v = b.get("top1") if key == "top1" else (b.get("video_mAP") or {}).get(key)
+    return float(v) if v is not None else float("nan")
+
+
+def _finite_mean(x: Sequence[float]) -> float:
+    v = np.asarray(x, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    return float(v.mean()) if v.size else float("nan")
 
 
 def _fmt(x: float) -> str:
@@ -186,12 +221,17 @@ def stil_study(
     if not reps:
         raise FileNotFoundError(f"{run_dir}: no results.json with a study point under it")
     multi = any(len(r) > 1 for r in reps.values())
+    all_res = [r for rr in reps.values() for r in rr.values()]
     out = Path(out_dir or dirs[0])
     out.mkdir(parents=True, exist_ok=True)
     any_res = next(iter(next(iter(reps.values())).values()))
     proto = f"protocol={any_res['protocol']}, nms={any_res['nms']:g}, split={any_res['split']}"
     t1 = {
-        name: {"mAP@0.5": _stats(reps.get(p))[0], "mAP@0.2": _stats(reps.get(p), "0.2")[0]}
+        name: {
+            "mAP@0.5": _stats(reps.get(p))[0],
+            "mAP@0.2": _stats(reps.get(p), "0.2")[0],
+            "top1": _stats(reps.get(p), "top1")[0],
+        }
         for p, name in TABLE1
     }
     f5 = {name: _stats(reps.get(p))[0] for p, name in FIG5}
@@ -228,33 +268,43 @@ def stil_study(
             f"{len(replicates)} replicates ({'; '.join(r or '?' for r in replicates)}): each cell "
             "is mean ± sample std (n) over them.",
         ]
+
+    def cells(p: str) -> str:
+        return " | ".join(_study_cell(reps.get(p), k, multi) for k in ("0.2", "0.5", "top1"))
+
+    # the bounds of the runs' tubes (true class given): the same for every point of a replicate
+    bnd = {
+        name: {k: _finite_mean([_bound(r, name, k) for r in all_res]) for k in BOUND_KEYS}
+        for name in ("chance", "prior", "ceiling")
+    }
+    lines += ["", "## Bounds (the runs' tubes, true class given; mean over the runs)", ""]
+    lines += ["| bound | video-mAP@0.2 | video-mAP@0.5 | top-1 |", "|---|---|---|---|"]
+    lines += [
+        f"| {n} | " + " | ".join(_fmt(b[k]) for k in BOUND_KEYS) + " |" for n, b in bnd.items()
+    ]
+    lines += [
+        "",
+        "top-1: test videos whose highest-scored tube of the true class has st-IoU >= 0.5 with "
+        "the GT. Chance: a random tube of the video; prior: the linking score; ceiling: each "
+        "video's best tube first.",
+    ]
     lines += [
         "",
         "## Table 1: selection strategies (video labels only, no reranking)",
         "",
-        "| method | video-mAP@0.2 | video-mAP@0.5 |",
-        "|---|---|---|",
-    ]
-    lines += [
-        f"| {name} | {_study_cell(reps.get(p), '0.2', multi)} | {_study_cell(reps.get(p), '0.5', multi)} |"
-        for p, name in TABLE1
-    ]
-    lines += ["", "## Figure 5: reranking (STIL, video labels)", ""]
-    lines += ["| reranking | video-mAP@0.2 | video-mAP@0.5 |", "|---|---|---|"]
-    lines += [
-        f"| {name} | {_study_cell(reps.get(p), '0.2', multi)} | {_study_cell(reps.get(p), '0.5', multi)} |"
-        for p, name in FIG5
-    ]
-    lines += ["", "## Figure 6: supervision level vs annotation cost (STIL, no reranking)", ""]
-    lines += [
-        "| supervision | cost (s / training video) | video-mAP@0.2 | video-mAP@0.5 |",
+        "| method | video-mAP@0.2 | video-mAP@0.5 | top-1 |",
         "|---|---|---|---|",
     ]
+    lines += [f"| {name} | {cells(p)} |" for p, name in TABLE1]
+    lines += ["", "## Figure 5: reranking (STIL, video labels)", ""]
+    lines += ["| reranking | video-mAP@0.2 | video-mAP@0.5 | top-1 |", "|---|---|---|---|"]
+    lines += [f"| {name} | {cells(p)} |" for p, name in FIG5]
+    lines += ["", "## Figure 6: supervision level vs annotation cost (STIL, no reranking)", ""]
     lines += [
-        f"| {name} | {f6[name]['cost_s']:.2f} | {_study_cell(reps.get(p), '0.2', multi)} | "
-        f"{_study_cell(reps.get(p), '0.5', multi)} |"
-        for p, name in FIG6
+        "| supervision | cost (s / training video) | video-mAP@0.2 | video-mAP@0.5 | top-1 |",
+        "|---|---|---|---|---|",
     ]
+    lines += [f"| {name} | {f6[name]['cost_s']:.2f} | {cells(p)} |" for p, name in FIG6]
     if multi:
         lines += ["", "## video-mAP@0.5 per replicate", ""]
         lines += ["| point | " + " | ".join(replicates) + " |"]
@@ -275,6 +325,7 @@ def stil_study(
     pts = {k: (v["cost_s"], v["mAP@0.5"]) for k, v in f6.items() if np.isfinite(v["mAP@0.5"])}
     viz.plot_cost(pts, out / "fig6_supervision.png", title="STIL: mAP@0.5 vs annotation cost")
     res = {"protocol": proto, "table1": t1, "fig5": f5, "fig6": f6, "checks": checks}
+    res["bounds"] = bnd
     res["checks@0.2"] = checks_02
     res["runs"] = {p: {k: r["_path"] for k, r in rr.items()} for p, rr in reps.items()}
     res["replicates"] = replicates
