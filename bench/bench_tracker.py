@@ -1,7 +1,8 @@
 """Benchmark SiamFC tracking throughput: tracked boxes per second, batched over K targets.
 
     .venv/bin/python bench/bench_tracker.py [--ks 1 8 20 --frames 60 --size 160x120
-                                             --threads N --device cpu --checkpoint PATH]
+                                             --threads N --device cpu --checkpoint PATH
+                                             --pretrained]
 
 The case: one video of ``--frames`` random frames (uint8, ``--size`` W x H; speed does not depend
 on the pixels), K targets starting in the middle frame with boxes of SynthActors size (~25 x 55
@@ -9,7 +10,9 @@ px), each tracked forward to the end and backward to frame 0 by one ``SiamFCTrac
 (K x 3 search crops per frame in one batch). A tracked box is one target-step: K * (T - 1) per
 call. One warm-up call, then the best of ``--repeats`` timed calls. Also the per-target loop
 (``init`` + ``update``, forward only) for the largest K, for comparison. A random-init network is
-used unless ``--checkpoint`` is given (speed does not depend on the weights). No assertions.
+used unless ``--checkpoint`` is given (speed does not depend on the weights); ``--pretrained``
+times the tracker of real video instead (``SiamFCConfig(**PRETRAINED_CONFIG)``: the frozen
+EfficientNet-Lite0 embedding on 64/128-pixel crops, e.g. with ``--size 426x240``). No assertions.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import numpy as np
 import torch
 
 import wsal  # noqa: F401  (import order: OpenCV before decord)
-from wsal.linking.siamfc import SiamFCNet, SiamFCTracker
+from wsal.linking.siamfc import PRETRAINED_CONFIG, SiamFCConfig, SiamFCNet, SiamFCTracker
 
 
 def main() -> None:
@@ -33,6 +36,9 @@ def main() -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--checkpoint", default=None)
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument(
+        "--pretrained", action="store_true", help="the EfficientNet-Lite0 tracker of real video"
+    )
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -40,8 +46,13 @@ def main() -> None:
     T = args.frames
     rng = np.random.default_rng(0)
     frames = rng.integers(0, 256, (T, H, W, 3), dtype=np.uint8)
+    if args.checkpoint and args.pretrained:
+        p.error("give --checkpoint or --pretrained, not both")
     if args.checkpoint:
         tracker = SiamFCTracker(checkpoint=args.checkpoint, device=args.device)
+    elif args.pretrained:
+        net = SiamFCNet(SiamFCConfig(**PRETRAINED_CONFIG))
+        tracker = SiamFCTracker(net, device=args.device)
     else:
         torch.manual_seed(0)
         tracker = SiamFCTracker(SiamFCNet(), device=args.device)

@@ -3,6 +3,7 @@ torch hub cache), frozen BatchNorm, frozen parameters. Random init only: no down
 
 from __future__ import annotations
 
+import copy
 from urllib.error import URLError
 
 import pytest
@@ -10,7 +11,7 @@ import torch
 import torchvision
 from torch import nn
 
-from wsal.nets.encoders import ENCODERS, build_encoder
+from wsal.nets.encoders import ENCODERS, build_encoder, fold_batch_norms, freeze_batch_norm
 
 # name, layers, C, stride, [(input H×W, map h×w)]. Small inputs keep vgg16/resnet50 fast.
 # small/vgg16 floor odd sizes (2×2 pools, 4×4 stride-2 convs); ResNets round up.
@@ -211,3 +212,32 @@ def test_not_trainable_and_channels_last():
     out = enc(torch.randn(2, 3, 32, 32))  # [2, 128, 4, 4]
     assert out.shape == (2, 128, 4, 4)
     assert all(p.requires_grad for p in build_encoder("small").parameters())
+
+
+@pytest.mark.parametrize("frozen", [False, True])
+def test_fold_batch_norms_keeps_outputs(frozen):
+    torch.manual_seed(0)
+    enc = build_encoder("small").eval()  # 4 x (conv without bias, BN, ReLU)
+    with torch.no_grad():
+        for m in enc.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.normal_()
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.normal_()
+    if frozen:
+        freeze_batch_norm(enc)
+    x = torch.randn(2, 3, 40, 48)
+    with torch.no_grad():
+        expected = enc(x)
+    folded = copy.deepcopy(enc)
+    assert fold_batch_norms(folded) == 4
+    bns = (nn.BatchNorm2d, torchvision.ops.FrozenBatchNorm2d)
+    assert not any(isinstance(m, bns) for m in folded.modules())
+    assert isinstance(folded.block1.bn, nn.Identity) and folded.block1.conv.bias is not None
+    with torch.no_grad():
+        torch.testing.assert_close(folded(x), expected, rtol=1e-4, atol=1e-5)
+    assert sum(isinstance(m, bns) for m in enc.modules()) == 4  # the original is untouched
+    # left alone: batch statistics (train mode), a BatchNorm before its convolution
+    assert fold_batch_norms(copy.deepcopy(enc).train()) == (4 if frozen else 0)
+    assert fold_batch_norms(nn.Sequential(nn.BatchNorm2d(3).eval(), nn.Conv2d(3, 4, 1))) == 0

@@ -4,12 +4,15 @@ shot cuts, the pretrained encoder (shapes, weights, top-5), the pretrained SiamF
 
 from __future__ import annotations
 
+import copy
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from torch import nn
+from torchvision.ops import FrozenBatchNorm2d
 
 from wsal.app.real_footage import clip_path, load_labels, read_clip, shot_bounds, shot_cuts
 from wsal.linking.siamfc import (
@@ -17,6 +20,7 @@ from wsal.linking.siamfc import (
     SiamFCConfig,
     SiamFCNet,
     SiamFCTracker,
+    _Normalize,
     load_checkpoint,
     save_checkpoint,
 )
@@ -179,6 +183,51 @@ def test_pretrained_response_peaks_at_the_exemplar(carphone):
     # the fused inference embedding is the same function
     with torch.no_grad():
         torch.testing.assert_close(net.inference_embedding()(x), net.embed(x), atol=1e-4, rtol=1e-4)
+
+
+def test_pretrained_inference_embedding_is_folded_and_exact():
+    # The tracker's embedding: BatchNorms folded into the convolutions, "same" padding by the
+    # convolutions, one input normalisation; the same function as the net's own trunk, whose
+    # weights (and so its checkpoints) stay as they were.
+    net = SiamFCNet(SiamFCConfig(**PRETRAINED_CONFIG)).eval()
+    state = {k: v.clone() for k, v in net.state_dict().items()}
+    reference = nn.Sequential(_Normalize(net.mean, net.std), copy.deepcopy(net.features)).eval()
+    fused = SiamFCTracker(net).features
+    names = {type(m).__name__ for m in fused.modules()}
+    assert not names & {"BatchNorm2d", "FrozenBatchNorm2d", "LiteInput"}, names
+    assert not names & {"Conv2dDynamicSamePadding", "Conv2dStaticSamePadding"}, names
+    gen = torch.Generator().manual_seed(0)
+    for n, h, w in ((4, 64, 64), (6, 128, 128), (2, 61, 90)):  # exemplars, searches, odd sizes
+        x = torch.rand(n, 3, h, w, generator=gen) * 255
+        with torch.inference_mode():
+            expected = reference(x)
+            got = fused(x.contiguous(memory_format=torch.channels_last))
+        assert got.shape == expected.shape == (n, 40, -(-h // 8), -(-w // 8))
+        scale = expected.abs().max().item()
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4 * scale)
+    assert net.state_dict().keys() == state.keys()
+    assert all(torch.equal(v, state[k]) for k, v in net.state_dict().items())
+    assert sum(isinstance(m, FrozenBatchNorm2d) for m in net.modules()) == 15  # still there
+
+
+@pytest.mark.parametrize("static", [False, True])
+def test_same_padding_convs_are_replaced_exactly(static):
+    from efficientnet_lite_pytorch.utils import get_same_padding_conv2d
+
+    from wsal.nets.encoders import SamePadConv2d, replace_same_padding
+
+    torch.manual_seed(0)
+    for k, s, (h, w) in ((1, 1, (9, 8)), (3, 1, (9, 8)), (3, 2, (8, 8)), (3, 2, (9, 7)),
+                         (5, 2, (10, 11)), (5, 1, (7, 12))):  # fmt: skip
+        conv = get_same_padding_conv2d((h, w) if static else None)
+        model = nn.Sequential(conv(6, 6, kernel_size=k, stride=s, groups=3, bias=False)).eval()
+        x = torch.randn(2, 6, h, w)
+        with torch.no_grad():
+            expected = model(x)
+        assert replace_same_padding(model) == 1 and isinstance(model[0], SamePadConv2d)
+        for x_in in (x, x.contiguous(memory_format=torch.channels_last)):
+            with torch.no_grad():
+                torch.testing.assert_close(model(x_in), expected, rtol=1e-5, atol=1e-5)
 
 
 # ----------------------------------------------------------------------------- slow: tracking

