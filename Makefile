@@ -26,7 +26,7 @@ demo: $(STAMP) ## actor attention (frozen ImageNet Lite0) on SynthActors (CPU, <
 	$(PY) train.py experiment=actor_attention_temporal_prim_synthactors_labels $(ARGS)
 
 results-trimmed: $(STAMP) ## docs/results.md's trimmed table: both methods on SynthActors seeds 0-2, mean +- std (CPU ~1 h)
-	$(PY) train.py -m experiment=actor_attention_temporal_prim_synthactors_labels,stil_temporal_prim_synthactors_labels \
+	$(PY) train.py -m experiment=actor_attention_temporal_prim_synthactors_labels,stil_layout_temporal_prim_synthactors_labels \
 		'dataset.seed=0,1,2' 'dataset.root=$${paths.data_dir}/synthactors_s$${dataset.seed}' \
 		task_name=results_trimmed hydra.sweep.dir=multirun/results_trimmed $(ARGS)
 	$(PY) -m wsal.report multirun/results_trimmed --out reports/results_trimmed
@@ -43,8 +43,8 @@ proposals: $(STAMP) ## proposal recall of temporal_prim, viterbi, actor on Synth
 	$(PY) -m wsal.app.study --out reports/proposals_trimmed --data data/synthactors_trimmed \
 		--synth preset=trimmed --threads 1 $(ARGS)
 
-stil: $(STAMP) ## train and evaluate STIL on SynthActors (Lite0 CNN box features, CPU ~20 min)
-	$(PY) train.py experiment=stil_temporal_prim_synthactors_labels $(ARGS)
+stil: $(STAMP) ## train and evaluate STIL on SynthActors (Lite0 CNN box features with their 3x3 layout, CPU ~20 min)
+	$(PY) train.py experiment=stil_layout_temporal_prim_synthactors_labels $(ARGS)
 
 # The STIL study: every conf/study point but Fig. 5's is trained (on the STIL experiment with the
 # box's layout); Fig. 5 reranks each trained STIL point with eval.py (same model and tubes).
