@@ -181,18 +181,23 @@ def test_enum_weights_from_hub_cache(monkeypatch):
     torch.testing.assert_close(enc.conv1.weight, source["conv1.weight"])
 
 
-def test_frozen_bn_keeps_outputs(tmp_path):
-    # Non-trivial statistics go through a file, so build_encoder loads them and then freezes:
-    # the FrozenBatchNorm2d layers must carry the loaded values, not the fresh init.
-    torch.manual_seed(0)
-    enc = build_encoder("resnet18").eval()
+def _random_bn_statistics(module: nn.Module) -> None:
+    """Non-trivial BatchNorm statistics and affine values (fresh ones are the identity)."""
     with torch.no_grad():
-        for m in enc.modules():
+        for m in module.modules():
             if isinstance(m, nn.BatchNorm2d):
                 m.running_mean.normal_()
                 m.running_var.uniform_(0.5, 2.0)
                 m.weight.uniform_(0.5, 1.5)
                 m.bias.normal_()
+
+
+def test_frozen_bn_keeps_outputs(tmp_path):
+    # Non-trivial statistics go through a file, so build_encoder loads them and then freezes:
+    # the FrozenBatchNorm2d layers must carry the loaded values, not the fresh init.
+    torch.manual_seed(0)
+    enc = build_encoder("resnet18").eval()
+    _random_bn_statistics(enc)
     torch.save(enc.state_dict(), tmp_path / "r18.pth")
     x = torch.randn(2, 3, 48, 48)
     with torch.no_grad():
@@ -218,13 +223,7 @@ def test_not_trainable_and_channels_last():
 def test_fold_batch_norms_keeps_outputs(frozen):
     torch.manual_seed(0)
     enc = build_encoder("small").eval()  # 4 x (conv without bias, BN, ReLU)
-    with torch.no_grad():
-        for m in enc.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.normal_()
-                m.running_var.uniform_(0.5, 2.0)
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.normal_()
+    _random_bn_statistics(enc)
     if frozen:
         freeze_batch_norm(enc)
     x = torch.randn(2, 3, 40, 48)
