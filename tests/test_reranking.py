@@ -20,6 +20,7 @@ from wsal.reranking import (
     labels_matrix,
     negative_evidence,
     video_scores,
+    video_softmax,
 )
 from wsal.structures import TubeDetections
 
@@ -121,7 +122,7 @@ def test_labels_matrix():
     )
 
 
-@pytest.mark.parametrize("option", ["none", "context", "negative", "both"])
+@pytest.mark.parametrize("option", ["none", "context", "negative", "both", "softmax"])
 def test_reranking_configs_compose(option):
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
@@ -134,4 +135,34 @@ def test_reranking_configs_compose(option):
         "context",
         "negative",
         "both",
+        "softmax",
     }
+
+
+def test_video_softmax_by_hand():
+    """Toy: video a's best tube per class scores 3 (class 0) and 1 (class 1), so each of its rows
+    loses log(e^3 + e^1); video b's 0.5 and 4 lose log(e^0.5 + e^4)."""
+    d = toy()
+    out = video_softmax(d.video, d.label, d.score)
+    la, lb = np.log(np.exp(3.0) + np.exp(1.0)), np.log(np.exp(0.5) + np.exp(4.0))
+    np.testing.assert_allclose(out, [3 - la, 1 - la, 0.5 - lb, 2 - la, 4 - lb])
+    # = log_softmax over the classes of the best tubes + the gap to the class's best tube
+    np.testing.assert_allclose(out[3], (3 - la) + (2.0 - 3.0))
+    # a class without a row in a video does not count; single-row video: log-probability 0
+    np.testing.assert_allclose(
+        video_softmax(["x", "y", "y"], [2, 0, 2], [5.0, 1.0, 1.0]),
+        [0.0, -np.log(2.0), -np.log(2.0)],
+    )
+    assert video_softmax([], [], []).shape == (0,)
+    with pytest.raises(ValueError, match=">= 0"):
+        video_softmax(["a"], [-1], [1.0])
+    r = Reranking(softmax=True)
+    assert r.name == "softmax" and Reranking(negative=True, softmax=True).name == "negative+softmax"
+    np.testing.assert_allclose(r(d).score, out)
+    # after negative evidence: the softmax of the reranked scores
+    both = Reranking(negative=True, softmax=True)(d).score
+    np.testing.assert_allclose(
+        both, video_softmax(d.video, d.label, negative_evidence(d.video, d.score))
+    )
+    # large scores do not overflow
+    assert np.isfinite(video_softmax(["a", "a"], [0, 1], [1e4, -1e4])).all()

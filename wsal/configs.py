@@ -333,6 +333,7 @@ RULES: dict[str, Rule] = {
     # reranking, supervision
     "reranking.context": _BOOL,
     "reranking.negative": _BOOL,
+    "reranking.softmax": _BOOL,
     "reranking.context_weight": _num(),
     "supervision.level": _choice(
         "labels", "points_stride10", "mixture", "points", "boxes_stride10", "boxes"

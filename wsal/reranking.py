@@ -14,6 +14,12 @@ per video, class and tube). STIL reranks them with two kinds of evidence:
 ``s' = s + w * g_c(v) - (max_v s - s)``. STIL normalises neither score before adding (both
 are margins of linear SVMs on L2-normalised features); ``context_weight`` (default 1) is there for
 scores of another scale (e.g. softmax outputs). See docs/supervision.md.
+
+Not in STIL: ``softmax`` (:func:`video_softmax`) turns each score into a log-probability of its
+class given the video, ``s - log sum_c exp(best_c(v))`` with ``best_c(v)`` the video's best tube
+score of class ``c``: inside a video and class the order is unchanged, across videos a class
+scores low where another class has the stronger evidence (what actor attention's
+``test_score=video`` does with its own pooled logits). Applied after the other terms.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ __all__ = [
     "Reranking",
     "NoReranking",
     "negative_evidence",
+    "video_softmax",
     "context_scores",
     "labels_matrix",
     "fit_video_classifier",
@@ -54,6 +61,28 @@ def negative_evidence(video: np.ndarray, score: np.ndarray) -> np.ndarray:
     vmax = np.full(int(inv.max()) + 1 if inv.size else 0, -np.inf)  # [U]
     np.maximum.at(vmax, inv, score)
     return score - (vmax[inv] - score)
+
+
+def video_softmax(video: np.ndarray, label: np.ndarray, score: np.ndarray) -> np.ndarray:
+    """``score - log sum_c exp(best_c)`` per video -> ``float64[N]``.
+
+    ``video str[N]``, ``label int[N]``, ``score float[N]`` (one row per video, class and tube);
+    ``best_c`` is the largest score of class ``c`` among the video's rows (classes without a row
+    in the video do not count). Equal to ``log_softmax_c(best)[c] + (score - best_c)``: the
+    video's class probability from its best tube per class, plus the tube's gap to that tube.
+    """
+    score = np.asarray(score, dtype=np.float64).reshape(-1)
+    label = np.asarray(label, dtype=np.int64).reshape(-1)
+    if score.size == 0:
+        return score.copy()
+    if label.min() < 0:
+        raise ValueError(f"video_softmax: class labels must be >= 0, got {int(label.min())}")
+    _, inv = np.unique(np.asarray(video).astype(str), return_inverse=True)  # [N] video group
+    best = np.full((int(inv.max()) + 1, int(label.max()) + 1), -np.inf)  # [U, L]
+    np.maximum.at(best, (inv, label), score)
+    top = best.max(axis=1)  # [U] finite: every video has a row
+    lse = top + np.log(np.exp(best - top[:, None]).sum(axis=1))  # [U]
+    return score - lse[inv]
 
 
 def context_scores(
@@ -90,19 +119,31 @@ class Reranking:
 
     ``context``: add ``context_weight`` times the global video classifier's score of the row's
     class; ``negative``: apply :func:`negative_evidence`. Both terms come from the method's
-    scores, then add up. ``name`` is ``none``, ``context``, ``negative`` or ``both``.
+    scores, then add up. ``softmax``: then :func:`video_softmax` (not in STIL). ``name`` is
+    ``none``, ``context``, ``negative`` or ``both``, with ``+softmax`` (alone: ``softmax``).
     """
 
-    def __init__(self, context: bool = False, negative: bool = False, context_weight: float = 1.0):
+    def __init__(
+        self,
+        context: bool = False,
+        negative: bool = False,
+        context_weight: float = 1.0,
+        softmax: bool = False,
+    ):
         self.context = bool(context)
         self.negative = bool(negative)
         self.context_weight = float(context_weight)
+        self.softmax = bool(softmax)
 
     @property
     def name(self) -> str:
         if self.context and self.negative:
-            return "both"
-        return "context" if self.context else "negative" if self.negative else "none"
+            base = "both"
+        else:
+            base = "context" if self.context else "negative" if self.negative else "none"
+        if self.softmax:
+            return "softmax" if base == "none" else f"{base}+softmax"
+        return base
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, context_weight={self.context_weight})"
@@ -115,7 +156,7 @@ class Reranking:
         ``video_scores``: video id -> ``float[L]`` global classifier scores; needed by
         ``context``/``both`` for every video of ``dets``, ignored otherwise.
         """
-        if not (self.context or self.negative):
+        if not (self.context or self.negative or self.softmax):
             return dets
         score = dets.score.astype(np.float64)  # [N]
         new = negative_evidence(dets.video, score) if self.negative else score.copy()
@@ -126,6 +167,8 @@ class Reranking:
                     "scores per test video); none were given"
                 )
             new += self.context_weight * context_scores(dets.video, dets.label, video_scores)
+        if self.softmax:
+            new = video_softmax(dets.video, dets.label, new)
         return TubeDetections(dets.video, dets.label, new, dets.offsets, dets.rows)
 
 
