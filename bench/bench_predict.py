@@ -37,6 +37,7 @@ SETTINGS = [
     ("hd", "seeds tracked 4 at a time (batch_seeds 4)", {"batch_seeds": 4}),
     ("hd", "short side 240", {"short_side": 240}),
     ("hd", "stride 3", {"stride": 3}),
+    ("hd", "short side 240, stride 3", {"short_side": 240, "stride": 3}),
     ("hd", "short side 240, stride 3, 3 tubes/shot", {"short_side": 240, "stride": 3, "num_tubes": 3}),
     ("hd", "short side 240, stride 3, 3 tubes/shot, no overlay",
      {"short_side": 240, "stride": 3, "num_tubes": 3, "overlay": "none"}),
