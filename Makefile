@@ -25,8 +25,8 @@ install: $(STAMP) ## create .venv and install wsal with its dev tools
 demo: $(STAMP) ## actor attention (frozen ImageNet Lite0) on SynthActors (CPU, < 10 min), evaluate, results.json + pictures
 	$(PY) train.py experiment=actor_attention_temporal_prim_synthactors_labels $(ARGS)
 
-results-trimmed: $(STAMP) ## docs/results.md's trimmed table: both methods on SynthActors seeds 0-2, mean +- std (CPU ~1 h)
-	$(PY) train.py -m experiment=actor_attention_temporal_prim_synthactors_labels,stil_layout_temporal_prim_synthactors_labels \
+results-trimmed: $(STAMP) ## docs/results.md's trimmed table: actor attention on actor proposals and STIL, SynthActors seeds 0-2 (CPU ~2 h)
+	$(PY) train.py -m experiment=actor_attention_actor_synthactors_labels,stil_layout_temporal_prim_synthactors_labels \
 		'dataset.seed=0,1,2' 'dataset.root=$${paths.data_dir}/synthactors_s$${dataset.seed}' \
 		task_name=results_trimmed hydra.sweep.dir=multirun/results_trimmed $(ARGS)
 	$(PY) -m wsal.report multirun/results_trimmed --out reports/results_trimmed
