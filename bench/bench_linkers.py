@@ -98,7 +98,8 @@ def main() -> None:
 def bench_actor(args: argparse.Namespace, make_video: Callable[..., Any]) -> None:
     """Actor linking (Alg. 1) on one random-pixel video: boxes/s and tracked boxes/s."""
     from wsal.linking.actor import actor_link
-    from wsal.linking.siamfc import SiamFCNet, SiamFCTracker
+    from wsal.linking.siamfc import SiamFCTracker
+    from wsal.nets.siamfc import SiamFCNet
 
     rng = np.random.default_rng(args.seed)
     T = args.actor_frames

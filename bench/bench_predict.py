@@ -25,7 +25,8 @@ import torch
 import wsal  # noqa: F401  (OpenCV before decord)
 from wsal.app.predict import Settings, build_detector, predict_video
 from wsal.data.video import VideoReader, VideoWriter
-from wsal.linking.siamfc import PRETRAINED_CONFIG, SiamFCConfig, SiamFCTracker
+from wsal.linking.siamfc import PRETRAINED_CONFIG, SiamFCConfig
+from wsal.nets.siamfc import make_tracker
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE = ROOT.parent / "shared" / "data" / "real" / "basketball_gym_426x240.mp4"
@@ -81,7 +82,7 @@ def main() -> None:
         "hd": make_clip("basketball", (1920, 1080), args.frames),
         "qvga": make_clip("basketball", (320, 240), args.frames),
     }
-    tracker = SiamFCTracker(config=SiamFCConfig(**PRETRAINED_CONFIG), device=args.device)
+    tracker = make_tracker(config=SiamFCConfig(**PRETRAINED_CONFIG), device=args.device)
     detect = build_detector("hog", args.device)
     print(f"torch threads {torch.get_num_threads()}, OpenCV threads {cv2.getNumThreads()}, "
           f"device {args.device}, {args.frames} frames per clip")  # fmt: skip

@@ -24,7 +24,8 @@ import numpy as np
 import torch
 
 import wsal  # noqa: F401  (import order: OpenCV before decord)
-from wsal.linking.siamfc import PRETRAINED_CONFIG, SiamFCConfig, SiamFCNet, SiamFCTracker
+from wsal.linking.siamfc import PRETRAINED_CONFIG, SiamFCConfig, SiamFCTracker
+from wsal.nets.siamfc import SiamFCNet, make_tracker
 
 
 def main() -> None:
@@ -49,7 +50,7 @@ def main() -> None:
     if args.checkpoint and args.pretrained:
         p.error("give --checkpoint or --pretrained, not both")
     if args.checkpoint:
-        tracker = SiamFCTracker(checkpoint=args.checkpoint, device=args.device)
+        tracker = make_tracker(checkpoint=args.checkpoint, device=args.device)
     elif args.pretrained:
         net = SiamFCNet(SiamFCConfig(**PRETRAINED_CONFIG))
         tracker = SiamFCTracker(net, device=args.device)

@@ -90,7 +90,7 @@ def test_actor_cli_with_a_checkpoint(prepared, tmp_path, capsys):
     """``python -m wsal.linking actor`` reads detections + annotations, tracks with a checkpoint
     (a random-init net here: the plumbing, not the tracking quality) and writes TubeDetections."""
     from wsal.linking.__main__ import main
-    from wsal.linking.siamfc import SiamFCNet, save_checkpoint
+    from wsal.nets.siamfc import SiamFCNet, save_checkpoint
 
     ckpt = save_checkpoint(tmp_path / "t.pt", SiamFCNet())
     root = prepared.index.root

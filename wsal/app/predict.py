@@ -56,12 +56,13 @@ from wsal.detection.backends import TorchvisionDetector
 from wsal.detection.hog import HogPeople
 from wsal.detection.predict import HogDetectorModule
 from wsal.linking.actor import actor_link
-from wsal.linking.siamfc import PRETRAINED_CONFIG, SiamFCConfig, SiamFCTracker
+from wsal.linking.siamfc import PRETRAINED_CONFIG, SiamFCConfig
 from wsal.linking.temporal_prim import temporal_prim
 from wsal.linking.viterbi import viterbi
 from wsal.models.actor_attention import ActorAttention
 from wsal.models.methods import ActorAttentionMethod, STILMethod, load_weights
 from wsal.models.stil import STIL
+from wsal.nets.siamfc import make_tracker
 from wsal.runs import check_checkpoint, load_run
 from wsal.structures import Detections, TubeDetections, Tubes
 from wsal.viz import draw_boxes
@@ -744,7 +745,7 @@ def _main(args: argparse.Namespace) -> int:
     detect = build_detector(args.detector, args.device)
     tracker = None
     if args.linker == "actor":
-        tracker = SiamFCTracker(config=SiamFCConfig(**PRETRAINED_CONFIG), device=args.device)
+        tracker = make_tracker(config=SiamFCConfig(**PRETRAINED_CONFIG), device=args.device)
     prepare_out_dir(out, args.overwrite)
     settings = Settings(
         short_side=args.short_side,

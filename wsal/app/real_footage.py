@@ -31,9 +31,10 @@ from wsal.data.video import read_frames
 from wsal.detection.hog import HogPeople
 from wsal.detection.predict import HogDetectorModule
 from wsal.linking.actor import actor_link
-from wsal.linking.siamfc import PRETRAINED_CONFIG, SiamFCConfig, SiamFCTracker
+from wsal.linking.siamfc import PRETRAINED_CONFIG, SiamFCConfig
 from wsal.models.tracker import ensure_tracker
 from wsal.nets.encoders import lite0_full
+from wsal.nets.siamfc import make_tracker
 from wsal.structures import Detections, Tubes
 from wsal.tube_ops import box_iou, box_iou_paired
 from wsal.viz import save_strips, save_tube_video, tube_strip
@@ -278,8 +279,8 @@ def _trackers(synth_checkpoint: str | None) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if synth_checkpoint is None:
         synth_checkpoint = str(ensure_tracker("data/synthactors"))
-    out["synthactors"] = SiamFCTracker(checkpoint=synth_checkpoint)
-    out["pretrained"] = SiamFCTracker(config=SiamFCConfig(**PRETRAINED_CONFIG))
+    out["synthactors"] = make_tracker(checkpoint=synth_checkpoint)
+    out["pretrained"] = make_tracker(config=SiamFCConfig(**PRETRAINED_CONFIG))
     return out
 
 

@@ -37,7 +37,6 @@ score), which is the proposal ranking the recall study uses; ``Tubes.labels`` st
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 from collections.abc import Callable, Mapping
@@ -49,7 +48,6 @@ from tqdm import tqdm
 
 from wsal.data.annotations import DatasetIndex
 from wsal.data.video import read_frames
-from wsal.errors import discard_unreadable, zip_problem
 from wsal.linking.base import params_key
 from wsal.structures import Detections, Tubes
 from wsal.tube_ops import box_iou_paired
@@ -60,7 +58,6 @@ __all__ = [
     "Tracker",
     "actor_link",
     "actor_link_reference",
-    "pretrained_tracker_checkpoint",
 ]
 
 log = logging.getLogger(__name__)
@@ -271,9 +268,11 @@ class ActorLinker:
 
     Needs the videos' frames: the pipeline calls ``link(dets, index=index)`` and each video is
     decoded through ``index.video_path``. The tracker is a :class:`wsal.linking.siamfc.SiamFCTracker`
-    given directly (``tracker``), or loaded on first use from ``checkpoint``, a SiamFC checkpoint
-    file whose bytes also key the tube cache. The linker never trains a tracker: the caller makes
-    the checkpoint first (:data:`MAKE_TRACKER`); without ``tracker`` or an existing
+    given directly (``tracker``), or made on first use by ``make_tracker(checkpoint=...,
+    config=tracker_config, device=device)`` from ``checkpoint``, a SiamFC checkpoint file whose
+    bytes also key the tube cache (``make_tracker``: :func:`wsal.nets.siamfc.make_tracker`, which
+    the linker's config names; the linker builds no network and never trains one: the caller makes
+    the checkpoint first, :data:`MAKE_TRACKER`). Without ``tracker`` or an existing
     ``checkpoint`` construction fails with a message saying how.
     """
 
@@ -289,6 +288,7 @@ class ActorLinker:
         snap_iou: float | None = 0.5,
         tracker: Any = None,
         checkpoint: str | os.PathLike | None = None,
+        make_tracker: Callable[..., Any] | None = None,
         tracker_config: Mapping[str, Any] | None = None,
         device: str | None = None,
         progress: bool = True,
@@ -305,6 +305,7 @@ class ActorLinker:
         self.batch_seeds = batch_seeds
         self.snap_iou = snap_iou
         self.tracker = tracker
+        self.make_tracker = make_tracker
         self._own_tracker = tracker is not None  # given in memory, not loaded from a checkpoint
         self.checkpoint = str(checkpoint) if checkpoint else None
         if self.checkpoint is not None:
@@ -327,15 +328,17 @@ class ActorLinker:
         return path
 
     def get_tracker(self) -> Any:
-        """The tracker, loaded from the checkpoint on first use."""
+        """The tracker, made from the checkpoint by ``make_tracker`` on first use."""
         if self.tracker is None:
-            # torch and the network only when a video is linked (not to build a config)
-            from wsal.linking.siamfc import SiamFCTracker
-
-            self.tracker = SiamFCTracker(
-                checkpoint=str(self._checkpoint()),
-                config=self.tracker_config or None,
-                device=self.device,
+            path = self._checkpoint()
+            if self.make_tracker is None:
+                raise ValueError(
+                    f"actor linker: loading the tracker checkpoint {path} needs make_tracker "
+                    "(e.g. wsal.nets.siamfc.make_tracker; conf/linker/actor.yaml gives it); "
+                    "the linker builds no network itself"
+                )
+            self.tracker = self.make_tracker(
+                checkpoint=str(path), config=self.tracker_config or None, device=self.device
             )
         return self.tracker
 
@@ -386,20 +389,3 @@ class ActorLinker:
 def _no_frames(num_frames: int) -> np.ndarray:
     """A video without detections needs no pixels (it gets no tubes): skip decoding it."""
     return np.zeros((num_frames, 1, 1, 3), np.uint8)
-
-
-def pretrained_tracker_checkpoint(folder: str | os.PathLike) -> Path:
-    """The SiamFC tracker with the frozen ImageNet EfficientNet-Lite0 embedding
-    (``SiamFCConfig(**PRETRAINED_CONFIG)``, untrained: docs/real_footage.md) as a checkpoint file
-    ``folder/siamfc_lite0_<hash>.pt``, written once (so tube caches key on it like any tracker)."""
-    from wsal.linking.siamfc import PRETRAINED_CONFIG, SiamFCConfig, SiamFCNet, save_checkpoint
-
-    cfg = SiamFCConfig(**PRETRAINED_CONFIG)
-    digest = hashlib.sha256(json.dumps(cfg.to_dict(), sort_keys=True).encode()).hexdigest()[:12]
-    path = Path(folder) / f"siamfc_lite0_{digest}.pt"
-    if path.is_file() and (why := zip_problem(path, full=True)) is not None:
-        discard_unreadable(path, why, "tracker checkpoint", log)  # written again below
-    if not path.is_file():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        save_checkpoint(path, SiamFCNet(cfg), extra={"pretrained": "efficientnet_lite0 ImageNet"})
-    return path

@@ -1,5 +1,8 @@
 """SiamFC: fully-convolutional Siamese tracker (Bertinetto et al., ECCV-W 2016), inference only.
 
+The network (embedding + correlation head, its checkpoints) is :mod:`wsal.nets.siamfc`; this module
+is the tracking around it and takes a built network (:class:`TrackerNet`).
+
 The tracker of actor linking ("Guess Where?" §3.1): an AlexNet-style embedding applied to an
 exemplar crop of the target and to search crops of the next frame; their cross-correlation is a
 response map whose (upsampled, cosine-windowed) peak moves the target; 3 search scales with a
@@ -56,51 +59,34 @@ the crops are fine (the crops are resampled and padded).
 
 from __future__ import annotations
 
-import copy
 import math
-import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields, replace
-from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.nn.utils.fusion import fuse_conv_bn_eval
 from torchvision.ops import roi_align
 from tqdm import tqdm
-
-from wsal.atomic import atomic_path
-from wsal.nets.encoders import (
-    LiteInput,
-    build_encoder,
-    fold_batch_norms,
-    inplace_block_activations,
-    replace_same_padding,
-)
 
 __all__ = [
     "ARCH_FIELDS",
     "BACKBONES",
     "PRETRAINED_CONFIG",
-    "CHECKPOINT_FORMAT",
     "SiamFCConfig",
-    "SiamFCNet",
     "SiamFCTracker",
+    "TrackerNet",
     "crop_regions",
     "exemplar_regions",
     "hann_window",
-    "load_checkpoint",
     "locate",
     "output_boxes",
-    "save_checkpoint",
     "start_boxes",
     "xcorr",
 ]
 
-CHECKPOINT_FORMAT = "wsal-siamfc-v1"
 #: Config fields that shape the network's weights: a checkpoint fixes them.
 ARCH_FIELDS = ("exemplar_size", "search_size", "channels", "backbone")
 #: Embeddings and their total stride: ``alexnet`` is SiamFC's (trained, :mod:`wsal.models.tracker`),
@@ -119,9 +105,6 @@ PRETRAINED_CONFIG: dict[str, Any] = {
     "context": 0.5,
     "response_up": 15,
 }
-# RGB mean/std of ImageNet in 0-255 units: the embedding's fixed input normalisation.
-_MEAN = (123.675, 116.28, 103.53)
-_STD = (58.395, 57.12, 57.375)
 
 
 @dataclass
@@ -284,144 +267,6 @@ def xcorr(zf: Tensor, xf: Tensor) -> Tensor:
     return out.transpose(0, 1).reshape(N, 1, out.shape[2], out.shape[3])  # [K*m, 1, h, w]
 
 
-class SiamFCNet(nn.Module):
-    """AlexNet-style embedding + cross-correlation head.
-
-    ``embed(x [B, 3, s, s] float RGB in 0-255) -> [B, C, f, f]``: conv5x5/2-BN-ReLU, maxpool3/2,
-    3 x (conv3x3-BN-ReLU), conv3x3 (linear, like SiamFC's last layer); no padding, stride 4.
-    ``forward(z [K, 3, ez, ez], x [K*m, 3, sx, sx]) -> response [K*m, 1, h, w]`` raw logits
-    ``gain * xcorr + bias`` (SiamFC's "adjust" layer; ``m = 1`` is the plain pairwise case).
-
-    With ``config.backbone == "efficientnet_lite0"`` the embedding is instead a frozen ImageNet
-    EfficientNet-Lite0 trunk (stages 1-3: 40 channels, padded convs, stride 8, frozen BatchNorm;
-    :func:`wsal.nets.encoders.build_encoder`), and the head correlates with the exemplar
-    features divided by their energy (``gain`` 1, ``bias`` 0: a perfect match gives about 1).
-    ``stride`` is then 8 (an instance attribute; the class attribute is the AlexNet's 4).
-    """
-
-    stride = 4
-    mean: Tensor  # [1, 3, 1, 1] input normalisation (buffers)
-    std: Tensor
-
-    def __init__(self, config: SiamFCConfig | None = None) -> None:
-        super().__init__()
-        self.config = config if config is not None else SiamFCConfig()
-        self.register_buffer("mean", torch.tensor(_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(_STD).view(1, 3, 1, 1), persistent=False)
-        self.pretrained = self.config.backbone != "alexnet"
-        self.features: nn.Sequential
-        if self.pretrained:
-            self.stride = self.config.stride  # type: ignore[misc]
-            # stage 3 (stride 8) keeps cells small enough to place a head in a 176x144 video;
-            # ImageNet-normalised input, as embed() below gives every backbone
-            self.features = build_encoder(
-                self.config.backbone, "imagenet", frozen_bn=True, trainable=False, layers=3
-            )
-            self.gain = nn.Parameter(torch.tensor(1.0))
-            self.bias = nn.Parameter(torch.tensor(0.0))
-            return
-        c1, c2, c3, c4, c5 = self.config.channels
-        self.features = nn.Sequential(
-            nn.Conv2d(3, c1, 5, stride=2),
-            nn.BatchNorm2d(c1),
-            nn.ReLU(inplace=True),
-            nn.MaxPool2d(3, stride=2),
-            nn.Conv2d(c1, c2, 3),
-            nn.BatchNorm2d(c2),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(c2, c3, 3),
-            nn.BatchNorm2d(c3),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(c3, c4, 3),
-            nn.BatchNorm2d(c4),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(c4, c5, 3),
-        )
-        # correlation sums ~C * 36 products of unit-scale features: start the logits small
-        self.gain = nn.Parameter(torch.tensor(1.0 / (c5 * 36)))
-        self.bias = nn.Parameter(torch.tensor(0.0))
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d) and m.bias is not None:
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                nn.init.zeros_(m.bias)
-
-    def embed(self, x: Tensor) -> Tensor:
-        """Features ``[B, C, f, f]`` of crops ``[B, 3, s, s]`` (float RGB, 0-255)."""
-        return self.features((x - self.mean) / self.std)
-
-    def inference_embedding(self) -> nn.Sequential:
-        """A frozen copy of :meth:`embed` for inference, same function up to float rounding:
-        the input normalisation folded into conv1, each BatchNorm (eval statistics) folded into
-        its convolution, in channels_last layout (faster pooling and convolutions on CPU).
-        A pretrained backbone is copied with one input normalisation (padded convs: it stays a
-        layer; :meth:`LiteInput.after`), its frozen BatchNorms folded into their convolutions
-        (:func:`fold_batch_norms`), its TF "same" padding done by the convolutions where it is
-        symmetric (:func:`replace_same_padding`) and in-place block activations
-        (:func:`inplace_block_activations`); the net itself is unchanged."""
-        if self.pretrained:
-            features = copy.deepcopy(self.features)
-            mean, std = self.mean, self.std
-            lite = getattr(features, "input", None)
-            if isinstance(lite, LiteInput):  # and the net's normalisation: one normalisation
-                mean, std = lite.after(mean, std)
-                features.input = nn.Identity()
-            trunk = nn.Sequential(_Normalize(mean, std), features)
-            fold_batch_norms(trunk.eval())
-            replace_same_padding(trunk)
-            inplace_block_activations(trunk)
-            trunk = trunk.eval().to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-            return trunk.requires_grad_(False)
-        layers: list[nn.Module] = []
-        mods = list(copy.deepcopy(self.features).eval())
-        i = 0
-        while i < len(mods):
-            m = mods[i]
-            if (
-                isinstance(m, nn.Conv2d)
-                and i + 1 < len(mods)
-                and isinstance(mods[i + 1], nn.BatchNorm2d)
-            ):
-                m = fuse_conv_bn_eval(m, mods[i + 1])  # type: ignore[arg-type]
-                i += 1
-            layers.append(m)
-            i += 1
-        conv1 = layers[0]
-        assert isinstance(conv1, nn.Conv2d)
-        assert conv1.bias is not None  # every conv has a bias (a fused one too)
-        with torch.no_grad():  # conv1((x - mean) / std) = conv1'(x): valid convs, so exact
-            w = conv1.weight / self.std.view(1, 3, 1, 1)
-            conv1.bias.sub_((w * self.mean.view(1, 3, 1, 1)).sum(dim=(1, 2, 3)))
-            conv1.weight.copy_(w)
-        out = nn.Sequential(*layers).eval().to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-        for p in out.parameters():
-            p.requires_grad_(False)
-        return out
-
-    def head(self, zf: Tensor, xf: Tensor) -> Tensor:
-        """Response logits ``[K*m, 1, h, w]`` of features (see :func:`xcorr`)."""
-        if self.pretrained:  # untrained features: make a perfect match about 1 for every target
-            zf = zf / zf.pow(2).sum(dim=(1, 2, 3), keepdim=True).clamp_min(1e-12)  # [K, C, f, f]
-        return xcorr(zf, xf) * self.gain + self.bias
-
-    def forward(self, z: Tensor, x: Tensor) -> Tensor:
-        return self.head(self.embed(z), self.embed(x))
-
-
-class _Normalize(nn.Module):
-    """``(x - mean) / std`` with fixed buffers (0-255 RGB in, ImageNet-normalised out)."""
-
-    mean: Tensor
-    std: Tensor
-
-    def __init__(self, mean: Tensor, std: Tensor) -> None:
-        super().__init__()
-        self.register_buffer("mean", mean.detach().clone(), persistent=False)
-        self.register_buffer("std", std.detach().clone(), persistent=False)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return (x - self.mean) / self.std
-
-
 # ---------------------------------------------------------------------------------- geometry
 def exemplar_regions(
     boxes: Tensor, context: float, exemplar_size: int, search_size: int
@@ -553,81 +398,67 @@ def output_boxes(centre: Tensor, size: Tensor, width: int, height: int, min_box:
     return torch.cat([lo, hi], dim=1)
 
 
-# ---------------------------------------------------------------------------------- checkpoints
-def save_checkpoint(
-    path: str | os.PathLike, net: SiamFCNet, extra: dict[str, Any] | None = None
-) -> Path:
-    """Write ``{"format", "config" (SiamFCConfig fields), "state_dict", "extra"}`` atomically."""
-    state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
-    blob = {
-        "format": CHECKPOINT_FORMAT,
-        "config": net.config.to_dict(),
-        "state_dict": state,
-        "extra": extra or {},
-    }
-    with atomic_path(path) as tmp:
-        torch.save(blob, tmp)
-    return Path(path)
-
-
-def load_checkpoint(path: str | os.PathLike) -> tuple[SiamFCNet, dict[str, Any]]:
-    """``(net in eval mode on CPU, extra)`` from a :func:`save_checkpoint` file, loaded with
-    ``weights_only=True``."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"SiamFC checkpoint {path} not found")
-    blob = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(blob, dict) or blob.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path} is not a wsal SiamFC checkpoint ({CHECKPOINT_FORMAT})")
-    net = SiamFCNet(SiamFCConfig.from_dict(blob["config"]))
-    net.load_state_dict(blob["state_dict"])
-    return net.eval(), dict(blob.get("extra", {}))
-
-
 # ------------------------------------------------------------------------------------- tracker
+class TrackerNet(Protocol):
+    """What :class:`SiamFCTracker` needs of a network (:class:`wsal.nets.siamfc.SiamFCNet`): its
+    config (the architecture fields), a frozen inference copy of its embedding and the
+    correlation head. The tracker takes a built network, so this stage imports no network code."""
+
+    config: SiamFCConfig
+
+    def inference_embedding(self) -> nn.Module: ...
+
+    def head(self, zf: Tensor, xf: Tensor) -> Tensor: ...
+
+    def parameters(self) -> Any: ...
+
+    def to(self, device: torch.device) -> Any: ...
+
+    def eval(self) -> Any: ...
+
+
 class SiamFCTracker:
     """SiamFC inference: ``init``/``update`` for one target, ``track`` for many, both directions.
 
     Args:
-        net: a :class:`SiamFCNet` (used as is, in eval mode).
-        checkpoint: path of a :func:`save_checkpoint` file (``torch.load(weights_only=True)``).
-            Give ``net`` or ``checkpoint`` (neither: a randomly initialised net, for tests and
-            speed measurements only).
+        net: the network (:class:`wsal.nets.siamfc.SiamFCNet`, used as is, in eval mode). From a
+            checkpoint file or a config alone: :func:`wsal.nets.siamfc.make_tracker`.
         config: inference hyperparameters: a full :class:`SiamFCConfig`, or a mapping of the
-            fields to change in the net's / checkpoint's config (what a yaml file gives).
-            Default: the net's / checkpoint's config. Architecture fields (:data:`ARCH_FIELDS`)
-            must equal the net's.
-        device: ``"cpu"`` (default for a checkpoint or a new net), ``"cuda"``, ...; None with a
-            ``net`` keeps the net's device. The code path is the same on every device.
+            fields to change in the net's config (what a yaml file gives). Default: the net's
+            config. Architecture fields (:data:`ARCH_FIELDS`) must equal the net's.
+        device: ``"cpu"``, ``"cuda"``, ...; None keeps the net's device. The code path is the
+            same on every device.
+        checkpoint, meta: where the net was loaded from and the checkpoint's ``extra`` (kept
+            for the record; set by :func:`wsal.nets.siamfc.make_tracker`).
 
-    The embedding is :meth:`SiamFCNet.inference_embedding`, a frozen copy taken here: later
-    changes to ``net`` do not reach the tracker. All computation runs in the net's dtype under
-    ``torch.inference_mode``. ``init``/``update``
-    keep one target's state; ``track`` keeps its own and leaves that one alone.
+    The embedding is ``net.inference_embedding()``, a frozen copy taken here: later changes to
+    ``net`` do not reach the tracker. All computation runs in the net's dtype under
+    ``torch.inference_mode``. ``init``/``update`` keep one target's state; ``track`` keeps its
+    own and leaves that one alone.
     """
 
     def __init__(
         self,
-        net: SiamFCNet | None = None,
-        checkpoint: str | Path | None = None,
+        net: TrackerNet,
         config: SiamFCConfig | Mapping[str, Any] | None = None,
         device: str | torch.device | None = None,
+        checkpoint: str | None = None,
+        meta: Mapping[str, Any] | None = None,
     ) -> None:
-        if net is not None and checkpoint is not None:
-            raise ValueError("give a net or a checkpoint, not both")
+        if net is None:
+            raise ValueError(
+                "SiamFCTracker needs a network: wsal.nets.siamfc.make_tracker builds one from a "
+                "checkpoint or a config"
+            )
         self.checkpoint = None if checkpoint is None else str(checkpoint)
-        self.meta: dict[str, Any] = {}
+        self.meta: dict[str, Any] = dict(meta or {})
         if device is None:
-            device = _module_device(net) if net is not None else "cpu"
-        if checkpoint is not None:
-            net, self.meta = load_checkpoint(checkpoint)
+            device = _module_device(net)
         if isinstance(config, Mapping):  # overrides of the net's config (e.g. from a yaml file)
             unknown = sorted(set(config) - {f.name for f in fields(SiamFCConfig)})
             if unknown:
                 raise ValueError(f"unknown SiamFCConfig fields {unknown}")
-            config = replace(net.config if net is not None else SiamFCConfig(), **dict(config))
-        if net is None:
-            net = SiamFCNet(config)
+            config = replace(net.config, **dict(config))
         if config is None:
             config = net.config
         for name in ARCH_FIELDS:
@@ -859,7 +690,7 @@ def start_boxes(
     return np.concatenate([lo, hi], axis=1)
 
 
-def _module_device(net: nn.Module) -> torch.device:
+def _module_device(net: TrackerNet) -> torch.device:
     p = next(net.parameters(), None)
     return p.device if p is not None else torch.device("cpu")
 

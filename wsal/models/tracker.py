@@ -5,7 +5,7 @@
   SiamFC is trained on generic tracking data (ImageNet VID in the paper).
 - :class:`SiamFCModule`: the LightningModule: balanced logistic loss on the response map (SiamFC
   §2.2, Eq. 1-2), Adam with a cosine schedule, ``val/loss`` and ``val/center_error``.
-- :func:`train_tracker` writes a checkpoint (:func:`wsal.linking.siamfc.save_checkpoint`);
+- :func:`train_tracker` writes a checkpoint (:func:`wsal.nets.siamfc.save_checkpoint`);
   :func:`ensure_tracker` returns the default tracker's checkpoint, training it on first use;
   :func:`default_tracker_checkpoint` is what the composing code (``wsal.app.stages``) calls
   before building an actor linker without a checkpoint (linkers never train).
@@ -44,13 +44,11 @@ from wsal.data.annotations import DatasetIndex, load_index, read_wsal_json
 from wsal.data.synthactors import ensure_synthactors
 from wsal.data.video import read_frames
 from wsal.errors import discard_unreadable, zip_problem
-from wsal.linking.actor import pretrained_tracker_checkpoint
-from wsal.linking.siamfc import (
-    SiamFCConfig,
+from wsal.linking.siamfc import SiamFCConfig, SiamFCTracker, crop_regions, exemplar_regions
+from wsal.nets.siamfc import (
     SiamFCNet,
-    SiamFCTracker,
-    crop_regions,
-    exemplar_regions,
+    make_tracker,
+    pretrained_tracker_checkpoint,
     save_checkpoint,
 )
 from wsal.tube_ops import box_iou_paired
@@ -530,7 +528,7 @@ def default_tracker_checkpoint(
       first when missing), :func:`ensure_tracker`: about 5 minutes on 2 CPU cores the first time,
       then found by its hash;
     - ``efficientnet_lite0``: the frozen ImageNet EfficientNet-Lite0 embedding, untrained
-      (:func:`wsal.linking.actor.pretrained_tracker_checkpoint`): written once, nothing trained
+      (:func:`wsal.nets.siamfc.pretrained_tracker_checkpoint`): written once, nothing trained
       and ``data`` not read.
 
     Both live in ``cache_dir`` (default ``trackers/`` beside ``data``). Says so (a warning on the
@@ -700,7 +698,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"wrote {path} in {blob['extra']['seconds']:.0f} s; val: {blob['extra']['val']}")
         return
     ckpt = args.checkpoint or ensure_tracker(args.data)
-    tracker = SiamFCTracker(checkpoint=ckpt, device=args.device)
+    tracker = make_tracker(checkpoint=ckpt, device=args.device)
     res = evaluate_tracker(tracker, index, args.split, max_videos=args.max_videos)
     res["checkpoint"] = str(ckpt)
     res["torch_threads"] = torch.get_num_threads()
