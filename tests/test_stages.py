@@ -45,3 +45,24 @@ def test_build_linker_other_linkers_as_they_are():
     assert isinstance(linker, TemporalPrimLinker) and linker.num_tubes == 3
     linker = stages.build_linker({"_target_": "wsal.linking.TemporalPrimLinker", "min_iou": 0.2})
     assert isinstance(linker, TemporalPrimLinker) and linker.min_iou == 0.2
+
+
+def test_build_linker_gives_the_actor_linker_its_tracker_maker(tmp_path):
+    """The linker builds no network: the config's make_tracker loads the checkpoint into a
+    SiamFC tracker on first use; a run saved before that key existed gets the same one."""
+    from omegaconf import OmegaConf
+
+    from wsal.linking.siamfc import SiamFCTracker
+    from wsal.nets.siamfc import SiamFCNet, save_checkpoint
+
+    ckpt = save_checkpoint(tmp_path / "t.pt", SiamFCNet(), {"note": "mine"})
+    cfg = compose(["linker=actor", override("linker.checkpoint", str(ckpt))])
+    old = OmegaConf.to_container(cfg.linker, resolve=True)
+    del old["make_tracker"]  # what an older run folder's config holds
+    for node in (cfg.linker, old):
+        linker = stages.build_linker(node)
+        assert linker.tracker is None  # nothing loaded until a video is linked
+        tracker = linker.get_tracker()
+        assert isinstance(tracker, SiamFCTracker)
+        assert tracker.checkpoint == str(ckpt) and tracker.meta == {"note": "mine"}
+        assert tracker.config.scale_lr == 0.59  # tracker_config applied over the checkpoint's
