@@ -346,6 +346,35 @@ def test_lightning_fit_equals_plain_em_and_stops_after_em_epochs():
     torch.testing.assert_close(model.models_bias, plain.models_bias)
     assert "train/objective" in trainer.callback_metrics
     assert "train/selection_change" in trainer.callback_metrics
+
+
+def test_em_statistics_reach_the_logger_every_round(tmp_path):
+    """One M-step per epoch never reaches ``log_every_n_steps``: the EM statistics are logged per
+    epoch, so a CSV (or W&B) run shows every round, not only the test metrics."""
+    import csv
+
+    from pytorch_lightning.loggers import CSVLogger
+
+    feats, priors, dets, tubes, labels, _ = planted_toy(num_videos=6, F=8)
+    data = build_stil_data(feats, priors, tubes, labels, 2, folds=2, dets=dets)
+    model = STIL(2, folds=2, em_epochs=3, loss="squared_hinge")
+    trainer = pl.Trainer(
+        max_epochs=3,
+        logger=CSVLogger(tmp_path, name="csv"),
+        log_every_n_steps=10,  # the configs' value
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Lightning: no optimizer, few batches
+        trainer.fit(model, datamodule=STILDataModule(data))
+    (path,) = tmp_path.rglob("metrics.csv")
+    rows = [r for r in csv.DictReader(path.open()) if r.get("train/objective")]
+    assert [int(r["epoch"]) for r in rows] == [0, 1, 2]
+    logged = [float(r["train/objective"]) for r in rows]
+    assert logged == pytest.approx([h["objective"] for h in model.history], rel=1e-6)
     # a state dict loads into a fresh model that has not seen the data
     fresh = STIL(2, folds=2)
     fresh.load_state_dict(model.state_dict())

@@ -855,7 +855,8 @@ class STIL(pl.LightningModule):
         self.history.append({"epoch": float(self.current_epoch), **stats})
         for k, v in stats.items():
             if not math.isnan(v):
-                self.log(f"train/{k}", v, batch_size=1)
+                # per epoch: one M-step per epoch never reaches the trainer's log_every_n_steps
+                self.log(f"train/{k}", v, batch_size=1, on_step=False, on_epoch=True)
         return None
 
     def on_train_epoch_end(self) -> None:
