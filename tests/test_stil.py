@@ -375,6 +375,7 @@ def test_em_statistics_reach_the_logger_every_round(tmp_path):
     assert [int(r["epoch"]) for r in rows] == [0, 1, 2]
     logged = [float(r["train/objective"]) for r in rows]
     assert logged == pytest.approx([h["objective"] for h in model.history], rel=1e-6)
+    assert all(float(r["train/m_step_s"]) >= 0 and float(r["train/e_step_s"]) >= 0 for r in rows)
     # a state dict loads into a fresh model that has not seen the data
     fresh = STIL(2, folds=2)
     fresh.load_state_dict(model.state_dict())

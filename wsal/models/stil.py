@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -846,12 +847,27 @@ class STIL(pl.LightningModule):
 
     def on_train_epoch_start(self) -> None:
         if self.current_epoch < self.hparams["em_epochs"]:
+            start = time.perf_counter()
             self._stats = self.e_step(self.current_epoch)
+            self._stats["e_step_s"] = time.perf_counter() - start
 
     def training_step(self, batch: Tensor, batch_idx: int) -> None:
         if self.current_epoch >= self.hparams["em_epochs"]:
             return None
+        start = time.perf_counter()
         stats = {**self._stats, **self.m_step()}
+        stats["m_step_s"] = time.perf_counter() - start
+        log.info(
+            "STIL EM round %d/%d: E-step %.0f s, M-step %.0f s, objective %.4g, %.1f boxes per "
+            "positive video and class, selection change %.3f",
+            self.current_epoch + 1,
+            self.hparams["em_epochs"],
+            stats["e_step_s"],
+            stats["m_step_s"],
+            stats.get("objective", math.nan),
+            stats.get("boxes_per_video", math.nan),
+            stats.get("selection_change", math.nan),
+        )
         self.history.append({"epoch": float(self.current_epoch), **stats})
         for k, v in stats.items():
             if not math.isnan(v):
