@@ -324,23 +324,28 @@ def test_em_recovers_the_planted_subtube():
         assert len(rows) >= 1 and np.isin(rows, truth[v]).all(), v
 
 
+def fit_with_lightning(model: STIL, data, **trainer_kwargs) -> pl.Trainer:
+    """``model`` trained on ``data`` by a quiet CPU Lightning Trainer (``trainer_kwargs`` on top)."""
+    trainer = pl.Trainer(
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+        **trainer_kwargs,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Lightning: no optimizer, few batches
+        trainer.fit(model, datamodule=STILDataModule(data))
+    return trainer
+
+
 def test_lightning_fit_equals_plain_em_and_stops_after_em_epochs():
     feats, priors, dets, tubes, labels, _ = planted_toy(num_videos=6, F=8)
     data = build_stil_data(feats, priors, tubes, labels, 2, folds=2, dets=dets)
     plain = STIL(2, folds=2, em_epochs=2, loss="squared_hinge")
     plain.fit_em(data)
     model = STIL(2, folds=2, em_epochs=2, loss="squared_hinge")
-    trainer = pl.Trainer(
-        max_epochs=10,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        accelerator="cpu",
-    )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # Lightning: no optimizer, few batches
-        trainer.fit(model, datamodule=STILDataModule(data))
+    trainer = fit_with_lightning(model, data, max_epochs=10, logger=False)
     assert trainer.current_epoch == 2
     torch.testing.assert_close(model.models_weight, plain.models_weight)
     torch.testing.assert_close(model.models_bias, plain.models_bias)
@@ -358,18 +363,8 @@ def test_em_statistics_reach_the_logger_every_round(tmp_path):
     feats, priors, dets, tubes, labels, _ = planted_toy(num_videos=6, F=8)
     data = build_stil_data(feats, priors, tubes, labels, 2, folds=2, dets=dets)
     model = STIL(2, folds=2, em_epochs=3, loss="squared_hinge")
-    trainer = pl.Trainer(
-        max_epochs=3,
-        logger=CSVLogger(tmp_path, name="csv"),
-        log_every_n_steps=10,  # the configs' value
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        accelerator="cpu",
-    )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # Lightning: no optimizer, few batches
-        trainer.fit(model, datamodule=STILDataModule(data))
+    logger = CSVLogger(tmp_path, name="csv")
+    fit_with_lightning(model, data, max_epochs=3, logger=logger, log_every_n_steps=10)  # configs'
     (path,) = tmp_path.rglob("metrics.csv")
     rows = [r for r in csv.DictReader(path.open()) if r.get("train/objective")]
     assert [int(r["epoch"]) for r in rows] == [0, 1, 2]
