@@ -167,3 +167,36 @@ def test_actor_linker_through_the_pipeline_cache(tmp_path) -> None:
         linker.link({})
     with pytest.raises(FileNotFoundError, match="tracker checkpoint"):
         ActorLinker(checkpoint=str(tmp_path / "missing.pt")).cache_key()
+
+
+def test_worker_processes_give_the_same_tubes(tmp_path) -> None:
+    """workers=2 links the videos in two spawned processes, each making its tracker from the
+    checkpoint: the same tubes, in the same order, as one process; the cache key ignores it."""
+    from wsal.data.datasets import SynthActors
+    from wsal.detection.backends import StoredDetections
+    from wsal.linking.actor import ActorLinker
+    from wsal.nets.siamfc import SiamFCNet, make_tracker, save_checkpoint
+
+    prepared = SynthActors(
+        root=str(tmp_path / "synth"), workers=1, progress=False, **TINY_SYNTH
+    ).prepare()
+    dets = StoredDetections(None).load(prepared.index, prepared.detections)
+    videos = list(prepared.index.videos)[:4]
+    dets = {v: dets[v] for v in videos}
+    import torch
+
+    torch.manual_seed(0)
+    ckpt = save_checkpoint(tmp_path / "t.pt", SiamFCNet())
+    kw = {"num_tubes": 2, "checkpoint": ckpt, "make_tracker": make_tracker, "progress": False}
+    one = ActorLinker(**kw).link(dets, index=prepared.index)
+    two = ActorLinker(workers=2, **kw)
+    both = two.link(dets, index=prepared.index)
+    assert list(both) == list(one) == videos
+    for v in videos:
+        np.testing.assert_array_equal(both[v].boxes, one[v].boxes)
+        np.testing.assert_array_equal(both[v].box_index, one[v].box_index)
+        np.testing.assert_array_equal(both[v].scores, one[v].scores)
+    assert two.tracker is None  # the trackers lived in the workers
+    assert two.cache_key() == ActorLinker(**kw).cache_key()
+    with pytest.raises(ValueError, match="workers"):
+        ActorLinker(workers=0, **kw)

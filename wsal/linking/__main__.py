@@ -110,6 +110,9 @@ def _parser() -> argparse.ArgumentParser:
         help="SiamFC checkpoint (.pt), required: python -m wsal.models.tracker train makes one",
     )
     ac.add_argument("--device", default="cpu", help="tracker device: cpu or cuda")
+    ac.add_argument(
+        "--workers", type=int, default=1, help="processes linking videos side by side (CPU)"
+    )
     ac.set_defaults(
         overrides=lambda a: {
             "num_tubes": a.num_tubes,
@@ -118,6 +121,7 @@ def _parser() -> argparse.ArgumentParser:
             "batch_seeds": a.batch_seeds,
             "checkpoint": a.tracker,
             "device": _device(a.device),
+            "workers": a.workers,
         },
         # the checkpoint's own SiamFC inference settings, not the config's tracker_config
         drop=["tracker_config"],

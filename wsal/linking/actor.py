@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import multiprocessing
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -265,6 +266,9 @@ class ActorLinker:
     ``snap_iou``: detector-tracker coordination (see :mod:`wsal.linking.actor`; None = pure
     tracker tubes). ``batch_seeds``: seeds per tracker call (None: 1 on CPU, 8 on CUDA; the tubes
     do not depend on it). ``tracker_config``: SiamFC inference settings over the checkpoint's.
+    ``workers``: processes linking videos side by side, each with its own tracker made by
+    ``make_tracker`` and one torch thread (a CPU option: the tubes are the same for any number;
+    a tracker given in memory links in this process).
 
     Needs the videos' frames: the pipeline calls ``link(dets, index=index)`` and each video is
     decoded through ``index.video_path``. The tracker is a :class:`wsal.linking.siamfc.SiamFCTracker`
@@ -292,11 +296,14 @@ class ActorLinker:
         tracker_config: Mapping[str, Any] | None = None,
         device: str | None = None,
         progress: bool = True,
+        workers: int = 1,
     ) -> None:
         if num_tubes < 1:
             raise ValueError(f"num_tubes must be >= 1, got {num_tubes}")
         if not 0.0 <= suppress_iou <= 1.0:
             raise ValueError(f"suppress_iou must be in [0, 1], got {suppress_iou}")
+        if workers < 1:
+            raise ValueError(f"workers must be >= 1, got {workers}")
         if tracker is None and not checkpoint:
             raise ValueError(f"actor linker: needs a tracker checkpoint; {MAKE_TRACKER}")
         self.num_tubes = num_tubes
@@ -317,6 +324,7 @@ class ActorLinker:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = device
         self.progress = progress
+        self.workers = int(workers)
 
     def _checkpoint(self) -> Path:
         """The checkpoint file, checked to exist."""
@@ -364,26 +372,68 @@ class ActorLinker:
         """Actor tubes per video (same keys as ``dets``); frames decoded via ``index``."""
         if index is None:
             raise ValueError("actor linking needs the videos: call link(dets, index=index)")
-        tracker = self.get_tracker()
         # On a CPU the tracker's cost is per crop, so batching seeds buys nothing and every seed
         # that an earlier one of its batch suppresses is wasted work: track one at a time there.
         batch = self.batch_seeds or (8 if str(self.device or "cpu").startswith("cuda") else 1)
-        out: dict[str, Tubes] = {}
-        for v in tqdm(dets, desc="linking (actor)", unit="video", disable=not self.progress):
-            d = dets[v]
-            frames = read_frames(index.video_path(v)) if len(d) else _no_frames(d.num_frames)
-            out[v] = actor_link(
-                frames,
-                d,
-                tracker,
-                num_tubes=self.num_tubes,
-                suppress_iou=self.suppress_iou,
-                min_score=self.min_score,
-                batch_seeds=batch,
-                snap_iou=self.snap_iou,
-                video=v,
-            )
+        params = {
+            "num_tubes": self.num_tubes,
+            "suppress_iou": self.suppress_iou,
+            "min_score": self.min_score,
+            "batch_seeds": batch,
+            "snap_iou": self.snap_iou,
+        }
+        # a video without detections gets no tubes and needs no file
+        jobs = [(v, str(index.video_path(v)) if len(dets[v]) else "", dets[v]) for v in dets]
+        bar = tqdm(total=len(jobs), desc="linking (actor)", unit="video", disable=not self.progress)
+        workers = min(self.workers, len(jobs))
+        if workers <= 1 or self._own_tracker:
+            tracker = self.get_tracker()
+            out = {}
+            for job in jobs:
+                v, tubes = _link_video(tracker, params, job)
+                out[v] = tubes
+                bar.update(1)
+            bar.close()
+            return out
+        if self.make_tracker is None:
+            self.get_tracker()  # raises: says what is missing
+        maker = (self.make_tracker, str(self._checkpoint()), self.tracker_config or None)
+        ctx = multiprocessing.get_context("spawn")  # no fork of a process holding torch threads
+        out = {}
+        with ctx.Pool(workers, _start_worker, (maker, self.device, params)) as pool:
+            for v, tubes in pool.imap(_link_in_worker, jobs):  # in order: same dict as serial
+                out[v] = tubes
+                bar.update(1)
+            pool.close()  # let the workers exit on their own (terminate would leak semaphores)
+            pool.join()
+        bar.close()
         return out
+
+
+def _link_video(
+    tracker: Tracker, params: Mapping[str, Any], job: tuple[str, str, Detections]
+) -> tuple[str, Tubes]:
+    """One video's actor tubes: ``job = (video id, video file, its detections)``."""
+    v, path, d = job
+    frames = read_frames(path) if len(d) else _no_frames(d.num_frames)
+    return v, actor_link(frames, d, tracker, video=v, **params)
+
+
+_WORKER: dict[str, Any] = {}  # a linking worker process's tracker and settings
+
+
+def _start_worker(maker: tuple[Any, str, Any], device: str | None, params: dict[str, Any]) -> None:
+    """Pool initializer: one torch thread, the tracker made once from the checkpoint."""
+    import torch
+
+    torch.set_num_threads(1)
+    make, checkpoint, config = maker
+    _WORKER["tracker"] = make(checkpoint=checkpoint, config=config, device=device)
+    _WORKER["params"] = params
+
+
+def _link_in_worker(job: tuple[str, str, Detections]) -> tuple[str, Tubes]:
+    return _link_video(_WORKER["tracker"], _WORKER["params"], job)
 
 
 def _no_frames(num_frames: int) -> np.ndarray:
