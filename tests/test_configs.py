@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
@@ -221,6 +222,8 @@ def test_train_stil_end_to_end_with_context_and_supervision(tmp_path):
     assert res["method"] == "stil" and res["reranking"] == "both"
     assert res["supervision"] == "boxes_stride10" and res["annotation_cost_s"] > 5.0
     assert len(res["em_history"]) == 2 and res["num_train_videos"] == 14
+    env = res["environment"]  # what the numbers depend on beyond the config
+    assert env["torch"] == torch.__version__ and env["torch_threads"] >= 1
     assert 0 <= res["video_mAP"]["0.5"] <= 1 and res["num_detections"] > 0
     # a second run reuses the feature cache (no second extraction)
     feats = list((tmp_path / "data" / "cache").rglob("*.json"))

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
+import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities import rank_zero_only
@@ -246,6 +247,7 @@ def write_results(
     prior = true_class_detections(index, videos, tubes)
     res = evaluate(index, results, tubes_to_detections(videos, tubes), spec, prior)
     res["timings"] = dict(timings or {})
+    res["environment"] = environment()
     res.update(info or {})
     atomic_write_json(out / "results.json", res, indent=1)
     try:
@@ -253,6 +255,17 @@ def write_results(
     except Exception as e:  # pictures must never cost a researcher the numbers above
         log.warning("could not draw pictures: %s", e)
     return res
+
+
+def environment() -> dict[str, Any]:
+    """What a result depends on beyond the config: the torch version, its intra-op threads (the
+    float summation order, so STIL's EM moves with it), the device and the Lightning version."""
+    return {
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "pytorch_lightning": pl.__version__,
+    }
 
 
 def log_results(loggers: Sequence[Any], cfg: DictConfig, res: Mapping[str, Any], out: Path) -> None:
