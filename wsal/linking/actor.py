@@ -40,7 +40,7 @@ import hashlib
 import logging
 import multiprocessing
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -338,17 +338,21 @@ class ActorLinker:
     def get_tracker(self) -> Any:
         """The tracker, made from the checkpoint by ``make_tracker`` on first use."""
         if self.tracker is None:
-            path = self._checkpoint()
-            if self.make_tracker is None:
-                raise ValueError(
-                    f"actor linker: loading the tracker checkpoint {path} needs make_tracker "
-                    "(e.g. wsal.nets.siamfc.make_tracker; conf/linker/actor.yaml gives it); "
-                    "the linker builds no network itself"
-                )
-            self.tracker = self.make_tracker(
-                checkpoint=str(path), config=self.tracker_config or None, device=self.device
-            )
+            make, path, config = self._maker()
+            self.tracker = make(checkpoint=path, config=config, device=self.device)
         return self.tracker
+
+    def _maker(self) -> tuple[Callable[..., Any], str, dict[str, Any] | None]:
+        """``(make_tracker, checkpoint path, tracker_config)``: what makes the tracker, here or
+        in a worker process; an error saying what is missing when there is no maker."""
+        path = self._checkpoint()
+        if self.make_tracker is None:
+            raise ValueError(
+                f"actor linker: loading the tracker checkpoint {path} needs make_tracker "
+                "(e.g. wsal.nets.siamfc.make_tracker; conf/linker/actor.yaml gives it); "
+                "the linker builds no network itself"
+            )
+        return self.make_tracker, str(path), self.tracker_config or None
 
     def cache_key(self) -> str:
         if self._own_tracker and self.checkpoint is None:
@@ -388,26 +392,24 @@ class ActorLinker:
         workers = min(self.workers, len(jobs))
         if workers <= 1 or self._own_tracker:
             tracker = self.get_tracker()
-            out = {}
-            for job in jobs:
-                v, tubes = _link_video(tracker, params, job)
-                out[v] = tubes
-                bar.update(1)
-            bar.close()
-            return out
-        if self.make_tracker is None:
-            self.get_tracker()  # raises: says what is missing
-        maker = (self.make_tracker, str(self._checkpoint()), self.tracker_config or None)
-        ctx = multiprocessing.get_context("spawn")  # no fork of a process holding torch threads
-        out = {}
-        with ctx.Pool(workers, _start_worker, (maker, self.device, params)) as pool:
-            for v, tubes in pool.imap(_link_in_worker, jobs):  # in order: same dict as serial
-                out[v] = tubes
-                bar.update(1)
-            pool.close()  # let the workers exit on their own (terminate would leak semaphores)
-            pool.join()
+            out = _collect((_link_video(tracker, params, job) for job in jobs), bar)
+        else:
+            ctx = multiprocessing.get_context("spawn")  # no fork of a process with torch threads
+            with ctx.Pool(workers, _start_worker, (self._maker(), self.device, params)) as pool:
+                out = _collect(pool.imap(_link_in_worker, jobs), bar)  # in order, as serial
+                pool.close()  # the workers exit on their own (terminate would leak semaphores)
+                pool.join()
         bar.close()
         return out
+
+
+def _collect(results: Iterable[tuple[str, Tubes]], bar: tqdm) -> dict[str, Tubes]:
+    """``{video: tubes}`` of ``(video, tubes)`` results, ticking the progress bar."""
+    out: dict[str, Tubes] = {}
+    for v, tubes in results:
+        out[v] = tubes
+        bar.update(1)
+    return out
 
 
 def _link_video(

@@ -241,13 +241,10 @@ def make_tracker(
     if checkpoint is not None:
         net, meta = load_checkpoint(checkpoint)
     if net is None:
-        if isinstance(config, Mapping):
-            unknown = sorted(set(config) - set(SiamFCConfig.__dataclass_fields__))
-            if unknown:
-                raise ValueError(f"unknown SiamFCConfig fields {unknown}")
-            net = SiamFCNet(SiamFCConfig(**dict(config)))
-        else:
-            net = SiamFCNet(config)
+        # a mapping: fields over the defaults (from_dict names unknown ones)
+        net = SiamFCNet(
+            SiamFCConfig.from_dict(dict(config)) if isinstance(config, Mapping) else config
+        )
     return SiamFCTracker(
         net,
         config=config,
