@@ -7,7 +7,8 @@ checkpoint's state dict (``weights_only``) instead of trained; the evaluation sp
 again and ``detections.npz`` (TubeDetections), ``results.json`` and pictures are written into
 ``<run_dir>/eval/<time>/``; ``reranking=<name>`` reranks the rebuilt run's tube scores with
 ``conf/reranking/<name>.yaml`` instead of the run's own reranking (STIL Fig. 5 on one trained
-model). Without one (methods that do not train, or ``ckpt=null``) the run's
+model); ``method.<key>=...`` changes an inference-only setting of the rebuilt method (e.g. STIL's
+``method.tube_score=coverage``; :data:`wsal.configs.INFERENCE_KEYS` lists them). Without one (methods that do not train, or ``ckpt=null``) the run's
 ``detections.npz`` (or ``detections=PATH``) is re-evaluated.
 """
 
@@ -22,7 +23,12 @@ from omegaconf import DictConfig, open_dict
 
 from wsal.app import route
 from wsal.atomic import atomic_write_json
-from wsal.configs import check_config  # also registers ${wsal.run_id:} for the output folder
+from wsal.configs import (  # also registers ${wsal.run_id:} for the output folder
+    RULES,
+    ConfigError,
+    check_config,
+    inference_overrides,
+)
 from wsal.errors import exit_on_input_error
 from wsal.evaluation.results import EvaluationSpec, print_summary
 from wsal.runs import CONFIG_FILE, check_checkpoint, load_run
@@ -41,11 +47,18 @@ def main(cfg: DictConfig) -> float:
 
 
 def _main(cfg: DictConfig) -> float:
-    check_config(cfg)  # evaluation.*, ckpt: named by key before any work
+    # evaluation.*, ckpt: named by key before any work (method.* is checked on the rebuilt config)
+    check_config(cfg, {k: r for k, r in RULES.items() if not k.startswith("method.")})
     run = load_run(cfg.run_dir)  # FileNotFoundError unless a train.py run folder
     check_targets(run.config, run.path / CONFIG_FILE)  # a run folder is data: before instantiating
     out = Path(HydraConfig.get().runtime.output_dir)
     ckpt = run.checkpoint(cfg.get("ckpt", "auto"))
+    method_over = inference_overrides(run.config.method, cfg.get("method") or {})
+    if method_over and ckpt is None:
+        raise ConfigError(
+            f"eval.py method.{next(iter(method_over))}: rescoring needs the run's checkpoint "
+            f"(none found in {run.path} or ckpt=null)"
+        )
     if ckpt is not None:  # rebuild: the route with the trained method loaded, not fitted
         check_checkpoint(ckpt)
         run_cfg = run.config
@@ -58,6 +71,10 @@ def _main(cfg: DictConfig) -> float:
             with open_dict(run_cfg):
                 run_cfg.reranking = cfg.reranking
             choices["reranking"] = HydraConfig.get().runtime.choices.get("reranking")
+        if method_over:  # the trained model, its test tubes scored another way
+            with open_dict(run_cfg):
+                for key, value in method_over.items():
+                    run_cfg.method[key] = value
         check_config(run_cfg)  # the run's own config as rebuilt here
         res = route.run(run_cfg, fit=False, checkpoint=ckpt, choices=choices)
         assert res is not None

@@ -241,6 +241,38 @@ def test_train_stil_end_to_end_with_context_and_supervision(tmp_path):
     plain = TubeDetections.load(run / "eval_none" / "detections.npz")
     np.testing.assert_array_equal(both.rows, plain.rows)
     assert not np.allclose(both.score, plain.score)
+    # an inference setting of the trained model changed on rebuild: its proposals, coverage-scored
+    out = run_script(
+        "eval.py",
+        f"run_dir={run}",
+        "reranking=none",
+        "method.test_tubes=proposals",
+        "method.tube_score=coverage",
+        f"hydra.run.dir={run}/eval_cov",
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    cov = TubeDetections.load(run / "eval_cov" / "detections.npz")
+    assert (cov.score >= 0).all() and (cov.score <= 1).all()  # sigmoid sums over the frames
+    assert "tube_score: mean" in (run / ".hydra" / "config.yaml").read_text()  # run untouched
+    res4 = json.loads((run / "eval_cov" / "results.json").read_text())
+    assert res4["tube_length"] != res3["tube_length"]  # whole proposals, not runs of positives
+
+
+def test_eval_inference_overrides_only_inference_keys():
+    """eval.py's method.* may change how a trained model scores test tubes, never how it was
+    trained; the refusal names the key and what may change."""
+    from wsal.configs import ConfigError, inference_overrides
+
+    stil = {"_target_": "wsal.models.methods.STILMethod", "C": 10.0, "test_tubes": "link"}
+    got = inference_overrides(stil, {"tube_score": "coverage", "min_iou": None, "test_score": None})
+    assert got == {"tube_score": "coverage"}  # null keeps the run's own
+    with pytest.raises(ConfigError, match=r"method\.C: .*tube_score"):
+        inference_overrides(stil, {"C": 1.0})
+    aa = {"_target_": "wsal.models.methods.ActorAttentionMethod"}
+    assert inference_overrides(aa, {"test_score": "logit"}) == {"test_score": "logit"}
+    with pytest.raises(ConfigError, match=r"method\.tube_score"):
+        inference_overrides(aa, {"tube_score": "coverage"})
 
 
 def test_multirun_sweep_over_experiments_with_fast_dev_run(tmp_path):

@@ -562,6 +562,50 @@ def test_score_proposals_by_hand():
         STIL(2, test_tubes="all")
 
 
+def test_score_proposals_coverage_by_hand():
+    """tube_score="coverage": sum of sigmoid(box score) over the tube's detector boxes / the
+    video's frames, so a whole tube of confident boxes outranks a short fragment of more
+    confident ones (the mean ranks them the other way)."""
+    from wsal.models.stil import STIL, score_proposals
+
+    # 5 frames, one box per frame on the performer (boxes 0, 1, 3, 5, 6) and a 2-frame fragment
+    # (boxes 2 and 4, frames 1-2)
+    frame = np.array([0, 1, 1, 2, 2, 3, 4])
+    boxes = np.tile(np.array([0, 0, 10, 10], np.float32), (7, 1))
+    dets = Detections(frame, boxes, np.ones(7, np.float32), 5)
+    x = np.array([1.0, 1.0, 2.0, 1.0, 2.0, 1.0, 1.0], np.float32)
+    feats = np.stack([x, np.zeros(7, np.float32)], 1)  # class 0 score = x (W = [1, 0], b = 0)
+    W, b = np.array([[1.0, 0.0]], np.float32), np.zeros(1, np.float32)
+    valid = np.zeros((2, 5), bool)
+    valid[0] = True
+    valid[1, 1:3] = True
+    bidx = np.full((2, 5), -1)
+    bidx[0] = [0, 1, 3, 5, 6]
+    bidx[1, 1:3] = [2, 4]
+    tubes = Tubes(np.zeros((2, 5, 4), np.float32), valid, bidx, np.zeros(2))
+    args = (W, b, {"v": feats}, {"v": dets}, {"v": tubes})
+    mean = score_proposals(*args, normalize=False, tube_score="mean")
+    cov = score_proposals(*args, normalize=False, tube_score="coverage")
+    sig = lambda z: 1 / (1 + np.exp(-z))  # noqa: E731
+    np.testing.assert_allclose(mean.score, [1.0, 2.0])
+    np.testing.assert_allclose(cov.score, [5 * sig(1.0) / 5, 2 * sig(2.0) / 5], rtol=1e-6)
+    assert cov.score[0] > cov.score[1] and mean.score[0] < mean.score[1]
+    # through the model (the hyperparameter reaches score_proposals)
+    model = STIL(
+        1, test_tubes="proposals", tube_score="coverage", normalize=False, feature_dim=2, folds=1
+    )
+    model.models_weight[-1] = torch.from_numpy(W)
+    model.models_bias[-1] = torch.from_numpy(b)
+    via = model.predict_tubes({"v": feats}, {"v": dets}, proposals={"v": tubes})
+    np.testing.assert_allclose(via.score, cov.score)
+    with pytest.raises(ValueError, match="tube_score"):
+        score_proposals(*args, tube_score="max")
+    with pytest.raises(ValueError, match="tube_score"):
+        STIL(1, tube_score="max")
+    with pytest.raises(ValueError, match="test_tubes='proposals'"):
+        STIL(1, tube_score="coverage", test_tubes="link")
+
+
 def test_pca_dim_projection_by_hand_round_trip_and_em():
     """pca_dim: the axes are orthonormal, ``project_features`` is l2(l2(x) - mean) @ P by hand,
     a state dict carries the projection into a fresh model (same test scores), and with all D

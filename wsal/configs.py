@@ -36,6 +36,8 @@ __all__ = [
     "CONF_ENV",
     "RULES",
     "ConfigError",
+    "INFERENCE_KEYS",
+    "inference_overrides",
     "Rule",
     "check_config",
     "compose",
@@ -325,6 +327,7 @@ RULES: dict[str, Rule] = {
     "method.normalize": _BOOL,
     "method.num_tubes_per_class": _POS,
     "method.test_tubes": _choice("link", "proposals"),
+    "method.tube_score": _choice("mean", "coverage"),
     "method.min_iou": _FRACTION,
     "method.max_iter": _POS,
     "method.tol": _POSITIVE,
@@ -431,6 +434,36 @@ def check_config(cfg: DictConfig, rules: Mapping[str, Rule] | None = None) -> No
     if problems:
         head = "bad config value" if len(problems) == 1 else f"{len(problems)} bad config values"
         raise ConfigError(f"{head}: " + "; ".join(problems))
+
+
+#: Method keys that change only how a trained model scores the test tubes, by the method's
+#: ``_target_``: ``eval.py run_dir=... method.<key>=...`` may set them on a rebuilt run.
+INFERENCE_KEYS: dict[str, tuple[str, ...]] = {
+    "wsal.models.methods.STILMethod": (
+        "test_tubes",
+        "tube_score",
+        "num_tubes_per_class",
+        "min_iou",
+    ),
+    "wsal.models.methods.ActorAttentionMethod": ("test_score",),
+}
+
+
+def inference_overrides(method: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Check ``overrides`` (eval.py's ``method.*``) against the run's ``method`` config: only the
+    inference keys of its ``_target_`` (:data:`INFERENCE_KEYS`) may change, so a re-evaluation
+    never claims a training setting the checkpoint was not trained with. Returns them as a dict;
+    raises :class:`ConfigError` naming the key."""
+    target = str(method.get("_target_", ""))
+    allowed = INFERENCE_KEYS.get(target, ())
+    out = {k: v for k, v in dict(overrides).items() if v is not None}  # null: the run's own
+    bad = [k for k in out if k not in allowed]
+    if bad:
+        raise ConfigError(
+            f"eval.py method.{bad[0]}: not an inference setting of {target or 'this method'} "
+            f"(can change on a trained run: {', '.join(allowed) or 'none'})"
+        )
+    return out
 
 
 # ------------------------------------------------------------------------------- run folders

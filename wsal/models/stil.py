@@ -72,6 +72,7 @@ from wsal.tube_ops import box_iou_paired
 
 __all__ = [
     "TEST_TUBES",
+    "TUBE_SCORES",
     "score_proposals",
     "SELECTIONS",
     "STIL",
@@ -88,6 +89,7 @@ _NEGATIVES = ("all", "selected")
 _INITS = ("prior", "random")
 _CLASS_WEIGHTS = (None, "balanced")
 TEST_TUBES = ("link", "proposals")
+TUBE_SCORES = ("mean", "coverage")
 
 log = logging.getLogger(__name__)
 
@@ -406,12 +408,27 @@ def score_proposals(
     dets: Mapping[str, Detections],
     tubes: Mapping[str, Tubes],
     normalize: bool = True,
+    tube_score: str = "mean",
 ) -> TubeDetections:
-    """Score given tubes instead of linking new ones: each tube of ``tubes[v]`` (e.g. the Temporal
-    Prim proposals on the detector's priors) gets, for every class, the mean score of its boxes
-    (``box_index >= 0``; tracker-made boxes have no features and are skipped). A tube with no
-    detector box cannot be scored and is left out. Returns one detection per (tube, class),
-    spanning the whole tube. Same feature checks as :func:`predict_tubes`."""
+    """Score given tubes instead of linking new ones (e.g. the Temporal Prim proposals on the
+    detector's priors): one detection per (tube, class), spanning the whole tube.
+
+    ``tube_score`` says how a tube's box scores ``s_k`` (``box_index >= 0``; tracker-made boxes
+    have no features and are skipped) make its class score:
+
+    - ``"mean"``: ``mean_k s_k`` (§3.4's tube score). It ignores how much of the video the tube
+      covers, so a short fragment of the performer with a few confident boxes outranks the
+      performer's whole tube.
+    - ``"coverage"``: ``sum_k sigmoid(s_k) / F`` with ``F`` the video's frame count: the share of
+      the video's frames the tube holds the action in, each box counted by its squashed score
+      (bounded, so no single box dominates; frames the tube lacks count 0). Not in the paper
+      (docs/stil.md has the measurement that chose it).
+
+    A tube with no detector box cannot be scored and is left out. Same feature checks as
+    :func:`predict_tubes`.
+    """
+    if tube_score not in TUBE_SCORES:
+        raise ValueError(f"tube_score must be one of {TUBE_SCORES}, got {tube_score!r}")
     W = torch.as_tensor(W).float()
     b = torch.as_tensor(b).float()
     L, D = W.shape
@@ -425,6 +442,8 @@ def score_proposals(
         f = check_features(v, features[v], len(dets[v]), D)
         f = l2_normalize(f) if normalize else f
         S = (torch.from_numpy(f) @ W.T + b).numpy()  # [N_v, L]
+        if tube_score == "coverage":
+            S = 1.0 / (1.0 + np.exp(-S.astype(np.float64)))
         bi = t.box_index  # [K, F]
         ok = bi >= 0
         n = ok.sum(axis=1)  # [K]
@@ -433,11 +452,14 @@ def score_proposals(
         keep = np.nonzero(n > 0)[0]
         if keep.size == 0:
             continue
-        mean = sums[keep] / n[keep, None]  # [K', L]
+        if tube_score == "mean":
+            score = sums[keep] / n[keep, None]  # [K', L]
+        else:
+            score = sums[keep] / max(dets[v].num_frames, 1)
         sub = t.select(keep)
         for c in range(L):
             parts.append(
-                TubeDetections.from_tubes(v, sub, labels=np.full(keep.size, c), scores=mean[:, c])
+                TubeDetections.from_tubes(v, sub, labels=np.full(keep.size, c), scores=score[:, c])
             )
     return TubeDetections.concat(parts)
 
@@ -479,6 +501,8 @@ class STIL(pl.LightningModule):
         test_tubes: "link" (§3.4: Temporal Prim on the boxes' model scores, boxes > 0 only) or
             "proposals" (score the prior-linked proposals, each by its boxes' mean model score;
             not in the paper: whole tubes instead of the runs of positive boxes, see docs/stil.md).
+        tube_score: with ``test_tubes="proposals"``, "mean" (§3.4) or "coverage" (the squashed
+            box scores summed over the video's frames; see :func:`score_proposals`).
         pca_dim: None (the features as given) or k: project the L2-normalised box features on
             the k principal axes of the training boxes (fitted once in :meth:`attach`, kept in
             the state dict, applied again at test), then L2-normalise. Plays the part of the
@@ -521,12 +545,20 @@ class STIL(pl.LightningModule):
         class_weight: str | None = None,
         test_tubes: str = "link",
         pca_dim: int | None = None,
+        tube_score: str = "mean",
     ) -> None:
         super().__init__()
         if pca_dim is not None and int(pca_dim) < 1:
             raise ValueError(f"pca_dim must be None or >= 1, got {pca_dim!r}")
         if test_tubes not in TEST_TUBES:
             raise ValueError(f"test_tubes must be one of {TEST_TUBES}, got {test_tubes!r}")
+        if tube_score not in TUBE_SCORES:
+            raise ValueError(f"tube_score must be one of {TUBE_SCORES}, got {tube_score!r}")
+        if tube_score != "mean" and test_tubes != "proposals":
+            raise ValueError(
+                f"tube_score={tube_score!r} scores whole proposals: set test_tubes='proposals' "
+                "(test_tubes='link' keeps §3.4's mean over the linked positive boxes)"
+            )
         if selection not in SELECTIONS:
             raise ValueError(f"unknown selection {selection!r}; choose one of {SELECTIONS}")
         if loss not in LOSSES:
@@ -610,7 +642,13 @@ class STIL(pl.LightningModule):
             if proposals is None:
                 raise ValueError("test_tubes='proposals' needs the proposals (tubes) to score")
             return score_proposals(
-                self.weight.detach(), self.bias.detach(), features, dets, proposals, hp["normalize"]
+                self.weight.detach(),
+                self.bias.detach(),
+                features,
+                dets,
+                proposals,
+                hp["normalize"],
+                hp.get("tube_score", "mean"),
             )
         return predict_tubes(
             self.weight.detach(),
