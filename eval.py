@@ -8,8 +8,9 @@ again and ``detections.npz`` (TubeDetections), ``results.json`` and pictures are
 ``<run_dir>/eval/<time>/``; ``reranking=<name>`` reranks the rebuilt run's tube scores with
 ``conf/reranking/<name>.yaml`` instead of the run's own reranking (STIL Fig. 5 on one trained
 model); ``method.<key>=...`` changes an inference-only setting of the rebuilt method (e.g. STIL's
-``method.tube_score=coverage``; :data:`wsal.configs.INFERENCE_KEYS` lists them). Without one (methods that do not train, or ``ckpt=null``) the run's
-``detections.npz`` (or ``detections=PATH``) is re-evaluated.
+``method.tube_score=coverage``; :data:`wsal.configs.INFERENCE_KEYS` lists them; ``results.json``
+records them under ``rebuilt_from``). Without one (methods that do not train, or ``ckpt=null``)
+the run's ``detections.npz`` (or ``detections=PATH``) is re-evaluated.
 """
 
 from __future__ import annotations
@@ -79,6 +80,8 @@ def _main(cfg: DictConfig) -> float:
         res = route.run(run_cfg, fit=False, checkpoint=ckpt, choices=choices)
         assert res is not None
         res["rebuilt_from"] = {"run_dir": str(run.path), "checkpoint": str(ckpt)}
+        if method_over:
+            res["rebuilt_from"]["method"] = method_over
         log.info("rebuilt %s from %s: %s/results.json", run.path, ckpt, out)
     else:  # re-evaluate the saved detections
         dets = Path(cfg.detections) if cfg.detections else run.detections_path

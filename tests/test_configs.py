@@ -257,6 +257,7 @@ def test_train_stil_end_to_end_with_context_and_supervision(tmp_path):
     assert "tube_score: mean" in (run / ".hydra" / "config.yaml").read_text()  # run untouched
     res4 = json.loads((run / "eval_cov" / "results.json").read_text())
     assert res4["tube_length"] != res3["tube_length"]  # whole proposals, not runs of positives
+    assert res4["rebuilt_from"]["method"] == {"test_tubes": "proposals", "tube_score": "coverage"}
 
 
 def test_eval_inference_overrides_only_inference_keys():
