@@ -258,6 +258,16 @@ def test_train_stil_end_to_end_with_context_and_supervision(tmp_path):
     res4 = json.loads((run / "eval_cov" / "results.json").read_text())
     assert res4["tube_length"] != res3["tube_length"]  # whole proposals, not runs of positives
     assert res4["rebuilt_from"]["method"] == {"test_tubes": "proposals", "tube_score": "coverage"}
+    # rescoring needs the trained model: without its checkpoint, one line naming the key
+    out = run_script(
+        "eval.py",
+        f"run_dir={run}",
+        "ckpt=null",
+        "method.tube_score=coverage",
+        f"hydra.run.dir={run}/eval_bad",
+        timeout=300,
+    )
+    assert out.returncode == 2 and "method.tube_score" in out.stderr and "checkpoint" in out.stderr
 
 
 def test_eval_inference_overrides_only_inference_keys():
