@@ -270,6 +270,17 @@ def test_train_stil_end_to_end_with_context_and_supervision(tmp_path):
     assert out.returncode == 2 and "method.tube_score" in out.stderr and "checkpoint" in out.stderr
 
 
+def test_eval_yaml_lists_every_inference_key():
+    """eval.py can only set the method keys conf/eval.yaml declares (Hydra's struct mode): they
+    must be exactly the inference keys that inference_overrides accepts."""
+    from omegaconf import OmegaConf
+
+    from wsal.configs import INFERENCE_KEYS
+
+    declared = set(OmegaConf.load(CONF / "eval.yaml").method)
+    assert declared == {k for keys in INFERENCE_KEYS.values() for k in keys}
+
+
 def test_eval_inference_overrides_only_inference_keys():
     """eval.py's method.* may change how a trained model scores test tubes, never how it was
     trained; the refusal names the key and what may change."""

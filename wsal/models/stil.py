@@ -441,9 +441,8 @@ def score_proposals(
             continue
         f = check_features(v, features[v], len(dets[v]), D)
         f = l2_normalize(f) if normalize else f
-        S = (torch.from_numpy(f) @ W.T + b).numpy()  # [N_v, L]
-        if tube_score == "coverage":
-            S = 1.0 / (1.0 + np.exp(-S.astype(np.float64)))
+        logits = torch.from_numpy(f) @ W.T + b  # [N_v, L]
+        S = (logits.double().sigmoid() if tube_score == "coverage" else logits).numpy()
         bi = t.box_index  # [K, F]
         ok = bi >= 0
         n = ok.sum(axis=1)  # [K]
